@@ -1,0 +1,28 @@
+"""The exceptions pynq-bnn raises (docs/RELIABILITY.md lists what each means)."""
+
+
+class BnnError(Exception):
+    """Base class of every error pynq-bnn raises on purpose."""
+
+
+class ParamsError(BnnError, ValueError):
+    """A parameter file (or Params object) is missing, malformed or inconsistent.
+
+    The message names the field and the problem.
+    """
+
+
+class ImageError(BnnError, ValueError):
+    """An input image cannot be read or has an unusable shape, dtype or content."""
+
+
+class HardwareError(BnnError, RuntimeError):
+    """The accelerator or its overlay misbehaved (wrong ID/ABI, impossible output, ...)."""
+
+
+class HardwareTimeout(HardwareError, TimeoutError):
+    """The accelerator did not signal done within the timeout."""
+
+
+class BackendUnavailable(BnnError, RuntimeError):
+    """The requested backend cannot run here (no board, no bitstream, no pynq, ...)."""
