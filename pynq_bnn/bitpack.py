@@ -22,7 +22,7 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     """
     bits = np.asarray(bits)
     n = bits.shape[-1] if bits.ndim else 0
-    if bits.ndim == 0 or n % WORD_BITS:
+    if bits.ndim == 0 or n == 0 or n % WORD_BITS:
         raise ValueError(f"last axis ({n}) must be a positive multiple of {WORD_BITS}")
     packed = np.packbits(bits.astype(bool, copy=False), axis=-1, bitorder="little")
     packed = np.ascontiguousarray(packed)

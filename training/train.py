@@ -35,14 +35,16 @@ def make_network(width: str) -> Network:
         return Network.half()
     if width == "full":
         return Network.full()
+    if width == "tiny":  # for tests
+        return Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,))
     raise SystemExit(f"unknown --width {width!r} (half, full)")
 
 
-def load_split(data_dir: Path, seed: int):
+def load_split(data_dir: Path, seed: int, n_val: int = N_VAL):
     d = np.load(data_dir / "train.npz")
     x, y = d["x"], d["y"].astype(np.int64)
     perm = np.random.default_rng(seed).permutation(len(x))
-    val, tr = perm[:N_VAL], perm[N_VAL:]
+    val, tr = perm[:n_val], perm[n_val:]
     return (torch.from_numpy(x[tr]), torch.from_numpy(y[tr]),
             torch.from_numpy(x[val]), torch.from_numpy(y[val]))
 
@@ -109,7 +111,7 @@ def accuracy(model: BinaryNet, x: torch.Tensor, y: torch.Tensor, batch: int = 50
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--width", default="half", choices=["half", "full"])
+    ap.add_argument("--width", default="half", choices=["half", "full", "tiny"])
     ap.add_argument("--epochs", type=int, default=24, help="planned total epochs (schedule length)")
     ap.add_argument("--out", type=Path, default=Path("training/runs/half"))
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -121,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
+    ap.add_argument("--val-size", type=int, default=N_VAL, help="validation images held out")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (testing)")
     ap.add_argument("--limit-train", type=int, default=0, help="use only N training images (testing)")
     args = ap.parse_args(argv)
@@ -134,7 +137,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     network = make_network(args.width)
-    xtr, ytr, xval, yval = load_split(args.data, args.seed)
+    xtr, ytr, xval, yval = load_split(args.data, args.seed, args.val_size)
     if args.limit_train:
         xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
     n_train = len(xtr)
@@ -207,8 +210,8 @@ def main(argv=None) -> int:
             loss.backward()
             opt.step()
             model.clip_latent()
-            loss_sum += float(loss) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == yb).sum())
             seen += len(idx)
             step_in_epoch += 1
             global_step += 1

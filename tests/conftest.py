@@ -1,0 +1,7 @@
+import os
+import sys
+
+# tests/ helpers (textbook.py) importable as plain modules
+sys.path.insert(0, os.path.dirname(__file__))
+
+CIFAR_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10")
