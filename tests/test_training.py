@@ -1,0 +1,229 @@
+"""Training code: one step, checkpoint/resume, export round trip, and bit-exactness of the
+PyTorch eval mode against the numpy reference (docs/FORMAT.md)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pynq_bnn.network import Network  # noqa: E402
+from pynq_bnn.params import load_params, save_params  # noqa: E402
+from pynq_bnn.reference import scores as reference_scores  # noqa: E402
+from training.export import CIFAR10_CLASSES, model_to_params  # noqa: E402
+from training.model import BinaryNet  # noqa: E402
+from training import train as train_mod  # noqa: E402
+
+CIFAR_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10")
+TINY = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,), n_classes=10,
+               image_size=8)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+def _images(n, size, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def _train_steps(model, images, labels, steps=2, lr=1e-2):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    x, y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.clip_latent()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _perturb_bn(model, seed=0, zero_gamma=True):
+    """Non-trivial BN statistics, some negative gammas and a zero gamma in every layer."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, bn in model.bns.items():
+            n = bn.weight.numel()
+            sign = torch.where(torch.rand(n, generator=g) < 0.3, -1.0, 1.0)
+            bn.weight.mul_(sign * (0.5 + torch.rand(n, generator=g)))
+            bn.bias.add_(0.3 * torch.randn(n, generator=g))
+            if zero_gamma:
+                bn.weight[0] = 0.0
+                bn.bias[0] = -0.1 if name.endswith("2") else 0.2
+                if n > 1:
+                    bn.weight[1] = 0.0
+                    bn.bias[1] = 0.0  # beta = 0 -> always +1
+            if name == "conv1":
+                # conv1's float sums are scaled (1/255 input, per-channel int8 scale): make the
+                # stats match that scale so the thresholds land inside the sum range.
+                bn.running_mean.mul_(1.0)
+            else:
+                bn.running_mean.add_(torch.randn(n, generator=g) * 3)
+                bn.running_var.mul_(1 + torch.rand(n, generator=g) * 5)
+
+
+def test_sign_ste():
+    from training.model import binarize
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
+    y = binarize(x)
+    assert y.tolist() == [-1, -1, 1, 1, 1]
+    y.sum().backward()
+    assert x.grad.tolist() == [0, 1, 1, 1, 0]
+
+
+def test_one_training_step_tiny():
+    torch.manual_seed(0)
+    model = BinaryNet(TINY)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    imgs = _images(16, 8)
+    labels = np.arange(16) % 10
+    losses = _train_steps(model, imgs, labels, steps=1)
+    assert np.isfinite(losses[0])
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    for layer in TINY.layers[1:]:
+        w = model.weights[layer.name]
+        assert float(w.abs().max()) <= 1.0
+    # eval mode returns logits of the right shape and the int scores are integers
+    model.eval()
+    out = model(torch.from_numpy(imgs))
+    assert out.shape == (16, 10)
+    s = model.int_scores(imgs)
+    assert s.dtype == np.int32 and s.shape == (16, 10)
+
+
+def test_export_roundtrip_and_exact_tiny(tmp_path):
+    torch.manual_seed(1)
+    model = BinaryNet(TINY)
+    imgs = _images(32, 8, seed=3)
+    _train_steps(model, imgs, np.arange(32) % 10, steps=3)
+    _perturb_bn(model, seed=2)
+    model.eval()
+    params = model_to_params(model, CIFAR10_CLASSES, "tiny test", {"epochs": 0})
+    path = tmp_path / "tiny.npz"
+    save_params(params, path)
+    p2 = load_params(path)
+    assert p2.network == TINY
+    assert p2.class_names == CIFAR10_CLASSES
+    assert p2.training == {"epochs": 0}
+    for name, lp in params.layers.items():
+        np.testing.assert_array_equal(lp.weights, p2.layers[name].weights)
+    d = p2.layers["conv1"].directions
+    assert (d == -1).any() and (d == 1).any()
+    test_imgs = _images(64, 8, seed=4)
+    mine = model.int_scores(test_imgs)
+    ref = reference_scores(p2, test_imgs)
+    np.testing.assert_array_equal(ref, mine)
+    # the forward logits are k * s + h of the very same sums
+    logits = model(torch.from_numpy(test_imgs)).numpy()
+    np.testing.assert_allclose(logits, mine * p2.out_scale + p2.out_bias, rtol=1e-5, atol=1e-4)
+
+
+def test_folding_matches_float_batchnorm():
+    """The folded integer path agrees with the float training path with BN in eval mode
+    (this checks the conv1 fold through the 1/255 and per-channel int8 scales)."""
+    torch.manual_seed(2)
+    model = BinaryNet(TINY)
+    imgs = _images(64, 8, seed=5)
+    _train_steps(model, imgs, np.arange(64) % 10, steps=3)
+    _perturb_bn(model, seed=3, zero_gamma=False)
+    x = torch.from_numpy(_images(64, 8, seed=6))
+    model.train()
+    for bn in model.bns.values():
+        bn.eval()
+    with torch.no_grad():
+        float_logits = model(x).numpy()
+    model.eval()
+    with torch.no_grad():
+        int_logits = model(x).numpy()
+    close = np.isclose(float_logits, int_logits, rtol=1e-3, atol=1e-3).all(axis=1)
+    assert close.mean() >= 0.9, close.mean()
+
+
+def test_augment_shapes_and_flip():
+    gen = torch.Generator().manual_seed(0)
+    imgs = torch.from_numpy(_images(50, 32))
+    out = train_mod.augment(imgs, gen)
+    assert out.shape == imgs.shape and out.dtype == torch.uint8
+    # with pad 0, the crop is the identity or a horizontal flip
+    out0 = train_mod.augment(imgs, gen, pad=0)
+    same = (out0 == imgs).flatten(1).all(1)
+    flipped = (out0 == imgs.flip(2)).flatten(1).all(1)
+    assert bool((same | flipped).all()) and bool(flipped.any()) and bool(same.any())
+
+
+def test_lr_schedule():
+    lrs = [train_mod.lr_at(s, 100, 10, 1.0, 0.01) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] < 0.05
+
+
+def test_train_cli_checkpoint_resume_export(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(data / "train.npz", x=rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8),
+             y=(np.arange(60) % 10).astype(np.uint8))
+    np.savez(data / "test.npz", x=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
+             y=(np.arange(10) % 10).astype(np.uint8))
+    out = tmp_path / "run"
+    common = ["--width", "tiny", "--data", str(data), "--val-size", "20", "--batch", "20",
+              "--out", str(out)]
+    assert train_mod.main(common + ["--epochs", "1"]) == 0
+    assert train_mod.main(common + ["--epochs", "3", "--max-steps", "3"]) == 0  # mid-epoch stop
+    ck = torch.load(out / "model.pt", weights_only=False)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 1, 3)
+    assert train_mod.main(common + ["--epochs", "2"]) == 0  # resume with a new plan
+    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    for r in log:
+        assert {"loss", "train_acc", "val_acc", "epoch_seconds", "lr"} <= set(r)
+    for f in ("model.pt", "optim.pt", "best.pt"):
+        assert (out / f).exists()
+    opt = torch.load(out / "optim.pt", weights_only=False)
+    assert any(v.dtype == torch.bfloat16 for s in opt["optim"]["state"].values()
+               for v in s.values() if torch.is_tensor(v) and v.dim() > 0)
+
+    from training import export as export_mod
+    npz = tmp_path / "m.npz"
+    assert export_mod.main(["--checkpoint", str(out), "--out", str(npz), "--data", str(data),
+                            "--test", "--verify", "10"]) == 0
+    p = load_params(npz)
+    assert p.training["epochs"] >= 1 and "test_acc" in p.training
+    assert p.class_names == CIFAR10_CLASSES
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(CIFAR_DIR, "test.npz")),
+                    reason="CIFAR-10 not at ../shared/data/cifar10")
+def test_exact_half_width_real_images():
+    d = np.load(os.path.join(CIFAR_DIR, "test.npz"))
+    x, y = d["x"], d["y"]
+    idx = np.random.default_rng(0).permutation(len(x))
+    train_idx, test_idx = idx[:200], idx[200:500]
+    torch.manual_seed(3)
+    model = BinaryNet(Network.half()).to(memory_format=torch.channels_last)
+    _train_steps(model, x[train_idx[:100]], y[train_idx[:100]], steps=1, lr=5e-3)
+    _train_steps(model, x[train_idx[100:]], y[train_idx[100:]], steps=1, lr=5e-3)
+    with torch.no_grad():  # some negative and zero gammas, stats otherwise from training
+        for name, bn in model.bns.items():
+            n = bn.weight.numel()
+            bn.weight[: n // 4].mul_(-1)
+            bn.weight[n // 4] = 0.0
+            bn.bias[n // 4] = 0.1
+    model.eval()
+    params = model_to_params(model)
+    d1 = params.layers["conv2"].directions
+    assert (d1 == -1).any()
+    mine = model.int_scores(x[test_idx])
+    ref = reference_scores(params, x[test_idx])
+    np.testing.assert_array_equal(ref, mine)
