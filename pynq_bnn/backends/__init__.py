@@ -1,0 +1,130 @@
+"""Backends: where layers 2..L run.
+
+    from pynq_bnn.backends import open_backend, available_backends
+
+    with open_backend("auto") as be:      # "pynq" | "mock" | "cpu" | "auto"
+        be.load(params)                   # once per model
+        scores = be.run(packed)           # uint64 [N, H, W, C1/64] -> int32 [N, n_classes]
+        be.last_timings                   # {'transfer': s, 'kernel': s}
+        be.describe()                     # for `pynq-bnn info`
+
+* ``pynq``: the board (pynq.Overlay, BnnKernelIP bound by VLNV, pynq.allocate).
+  Options: overlay, board, device, download, ignore_version, reset_timeout, and the driver's
+  max_batch, timeout, use_interrupt.
+* ``mock``: the accelerator simulated at register level (pynq_bnn.backends.sim), same driver.
+  Options: faults, kernel, interrupt, board, mem_base, via_pynq, and the driver's.
+* ``cpu``: no FPGA (numpy reference for now, the native engine later). Ignores options.
+* ``auto``: pynq on a PYNQ board with an installed (or given) bitstream, else cpu; the choice
+  and the reason are logged.
+
+Nothing here imports pynq until a backend that needs it is asked for.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import warnings
+from typing import List, Optional, Tuple
+
+from ..errors import BackendUnavailable, HardwareError
+from .base import Backend, Hardware
+
+logger = logging.getLogger(__name__)
+
+BACKEND_NAMES = ("pynq", "mock", "cpu")
+
+__all__ = ["open_backend", "available_backends", "board_status", "Backend", "Hardware",
+           "BACKEND_NAMES"]
+
+
+def board_status(overlay: Optional[str] = None, board: Optional[str] = None) -> Tuple[bool, str]:
+    """Can the "pynq" backend run here? ``(ok, reason)``, without loading anything.
+
+    ok needs: pynq importable, a pynq device found (a PYNQ board), and a bitstream (``overlay``
+    or the installed one for the board, pynq_bnn.overlay_files.find_overlay).
+    """
+    if importlib.util.find_spec("pynq") is None:
+        return False, "pynq is not installed"
+    try:
+        import pynq
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            devices = pynq.Device.devices
+    except Exception as e:  # a broken pynq install is a reason, not a crash
+        return False, f"pynq cannot probe for devices ({type(e).__name__}: {e})"
+    if not devices:
+        return False, "pynq finds no device (this is not a PYNQ board)"
+    if overlay:
+        path = os.path.abspath(os.fspath(overlay))
+        if not os.path.isfile(path):
+            return False, f"overlay {path} does not exist"
+    else:
+        from ..overlay_files import find_overlay
+        try:
+            path = find_overlay(board)
+        except BackendUnavailable as e:
+            return False, str(e)
+    return True, f"{getattr(devices[0], 'name', 'a PYNQ device')} with bitstream {path}"
+
+
+def available_backends() -> List[str]:
+    """Backend names that can open here, in the order "auto" prefers them ("mock" last)."""
+    ok, _ = board_status()
+    return (["pynq"] if ok else []) + ["cpu", "mock"]
+
+
+def open_backend(name: str = "auto", **options) -> Backend:
+    """Open a backend by name.
+
+    Parameters
+    ----------
+    name : str
+        "auto", "pynq", "mock" or "cpu".
+    **options
+        Backend options (see the module docstring), e.g. ``overlay=path``,
+        ``max_batch=64``, ``timeout=10.0``, ``faults={"latency": 0.01}``.
+
+    Returns
+    -------
+    Backend
+        Call ``load(params)`` next; close it (or use ``with``) when done.
+
+    Raises
+    ------
+    BackendUnavailable
+        Unknown name, or the backend cannot run here (no pynq, no board, no bitstream).
+    HardwareError
+        The overlay loaded but its IP or register map is not what this pynq-bnn drives.
+    """
+    key = str(name).lower()
+    if key == "auto":
+        return _open_auto(**options)
+    if key == "pynq":
+        from .accelerated import open_pynq
+        return open_pynq(**options)
+    if key == "mock":
+        from .accelerated import open_mock
+        return open_mock(**options)
+    if key == "cpu":
+        from .cpu import CpuBackend
+        return CpuBackend(**options)
+    raise BackendUnavailable(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
+
+
+def _open_auto(**options) -> Backend:
+    ok, reason = board_status(options.get("overlay"), options.get("board"))
+    if ok:
+        from .accelerated import open_pynq
+        try:
+            backend = open_pynq(**options)
+        except (BackendUnavailable, HardwareError) as e:
+            logger.warning("backend auto: pynq found %s but failed to open it (%s); using cpu",
+                           reason, e)
+        else:
+            logger.info("backend auto: pynq (%s)", reason)
+            return backend
+    else:
+        logger.info("backend auto: cpu, because %s", reason)
+    from .cpu import CpuBackend
+    return CpuBackend(**options)
