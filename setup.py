@@ -10,6 +10,19 @@ from setuptools import find_packages, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def load_engine_build():
+    """pynq_bnn/_engine/build.py, loaded by path (importing pynq_bnn needs numpy)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "pynq_bnn_engine_build", os.path.join(HERE, "pynq_bnn", "_engine", "build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_engine_build = load_engine_build()
+
+
 def read_version():
     with open(os.path.join(HERE, "pynq_bnn", "__init__.py")) as f:
         for line in f:
@@ -26,10 +39,16 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.8",
-    packages=find_packages(include=["pynq_bnn", "pynq_bnn.*"]),
-    include_package_data=True,
-    package_data={"pynq_bnn": ["models/*.npz", "samples/*", "notebooks/*.ipynb",
-                               "overlays/*/*.bit", "overlays/*/*.hwh", "overlays/*/*.json"]},
+    # pynq_bnn.notebooks IS the top-level notebooks/ folder (package_dir below): one copy of the
+    # notebooks in the source tree, inside the wheel for `pynq get-notebooks pynq-bnn`.
+    packages=find_packages(include=["pynq_bnn", "pynq_bnn.*"]) + ["pynq_bnn.notebooks"],
+    package_dir={"pynq_bnn.notebooks": "notebooks"},
+    include_package_data=True,  # plus the files MANIFEST.in lists inside the packages
+    ext_modules=_engine_build.ext_modules(),
+    cmdclass={"build_ext": _engine_build.OptionalBuildExt},
+    package_data={"pynq_bnn": ["models/*.npz", "samples/*", "overlays/README.md",
+                               "overlays/*/*.bit", "overlays/*/*.hwh", "overlays/*/*.json"],
+                  "pynq_bnn.notebooks": ["*.ipynb"]},
     install_requires=["numpy>=1.21", "Pillow>=8"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6"],
