@@ -1,0 +1,14 @@
+# Board configuration: Xilinx Kria KV260 Vision AI Starter Kit (K26 SOM, XCK26-SFVC784-2LV-C).
+# Sourced by ../build_overlay.tcl. Every variable is documented in ../README.md ("Board files").
+
+set BOARD_NAME      KV260                  ;# PYNQ's board name = pynq_bnn/overlays/<BOARD_NAME>/
+set PART            xck26-sfvc784-2LV-c
+set BOARD_PART_GLOB "*:kv260_som:part0:*" ;# normally ships with Vivado (else XHub store)
+set PS_KIND         zynq_ultra_ps_e        ;# Zynq UltraScale+ MPSoC
+set FCLK_MHZ        100                    ;# pl_clk0 = the kernel clock
+set CTRL_BASE       0xA0000000             ;# kernel s_axilite on M_AXI_HPM0_FPD, 64 KiB
+set INTC_BASE       0xA0010000             ;# axi_intc, 64 KiB
+set IO_PLL_MHZ      {}                     ;# not checked (the board preset sets the clock plan)
+# Without the board files the zynq_ultra_ps_e defaults are kept (33.333 MHz PS reference, IOPLL
+# source for pl_clk0), which is what the K26 preset uses too (check the .hwh, see README).
+set PS_FALLBACK_CONFIG {}
