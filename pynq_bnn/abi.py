@@ -24,6 +24,11 @@ KERNEL_NAME = "bnn_kernel"
 KERNEL_VLNV = "pynq-bnn:hls:bnn_kernel:1.0"
 
 # --- s_axilite register map, as Vitis HLS lays it out for the signature above ---------------
+# Rule (Vitis HLS 2020.2+, docs/ABI.md): block-protocol registers at 0x00-0x0C, then the
+# arguments in signature order from 0x10; a 64-bit m_axi pointer (offset=slave) takes two data
+# words + one reserved word, a 32-bit scalar a data word + a reserved word, an output scalar a
+# data word + a control word (bit 0 ap_vld). Checked by reasoning, not by a Vitis run here:
+# the driver compares these offsets with the .hwh on the board.
 CTRL = 0x00          # AP_START bit0, AP_DONE bit1 (clear on read), AP_IDLE bit2, AP_READY bit3,
                      # AP_CONTINUE bit4 (unused, ap_ctrl_hs), AUTO_RESTART bit7
 GIER = 0x04          # bit0: global interrupt enable
@@ -167,3 +172,120 @@ def split64(address: int):
     """A 64-bit bus address as the (low, high) Python ints written to ``<arg>_1``/``<arg>_2``."""
     address = int(address)
     return address & 0xFFFFFFFF, (address >> 32) & 0xFFFFFFFF
+
+
+# --- parsing the parameter image back (the mock kernel and tests use this) -------------------
+
+class KernelModel:
+    """What :func:`parse_param_image` reads back: a Params-like view of a parameter image.
+
+    Has the two attributes :func:`pynq_bnn.reference.binary_scores` uses, ``network`` (the
+    topology reconstructed from the descriptor table) and ``layers`` (name -> LayerParams of
+    the binary layers), plus ``abi_id`` (the id stamped in the image header).
+    """
+
+    def __init__(self, network: Network, layers: dict, abi_id: int):
+        self.network = network
+        self.layers = layers
+        self.abi_id = abi_id
+
+    def __repr__(self):
+        return f"KernelModel({self.network!r}, abi_id=0x{self.abi_id:08x})"
+
+
+def unpack_thresholds(words: np.ndarray, n: int):
+    """Inverse of :func:`pack_thresholds`: (int32 thresholds, int8 directions) of ``n`` entries."""
+    words = np.asarray(words, dtype=np.uint64)
+    entries = np.empty(2 * words.size, dtype=np.uint64)
+    entries[0::2] = words & np.uint64(0xFFFFFFFF)
+    entries[1::2] = words >> np.uint64(32)
+    entries = entries[:n]
+    thresholds = (entries & np.uint64(0xFFFF)).astype(np.uint16).view(np.int16).astype(np.int32)
+    directions = ((entries >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8)
+    return thresholds, directions
+
+
+def parse_param_image(words) -> KernelModel:
+    """Read a parameter image (as :func:`build_param_image` writes it) back into layers.
+
+    This is the kernel's view of the ABI, written in Python: the simulated accelerator
+    (pynq_bnn.backends.sim) executes a start by parsing the image it finds in simulated DDR
+    and running the numpy reference on the result.
+
+    Parameters
+    ----------
+    words : array_like of uint64
+        The image, at least as long as its header's total-words field.
+
+    Returns
+    -------
+    KernelModel
+        ``network`` (a :class:`~pynq_bnn.network.Network` equal to the one the image was built
+        from), ``layers`` (LayerParams of every binary layer), ``abi_id``.
+
+    Raises
+    ------
+    AbiError
+        Wrong magic/ABI id, truncated image, inconsistent descriptors, blocks out of bounds,
+        directions other than +1/-1.
+    """
+    from .network import NetworkError
+    from .params import LayerParams
+
+    w = np.asarray(words, dtype=np.uint64).reshape(-1)
+    if w.size < DATA_BASE:
+        raise AbiError(f"image of {w.size} words is shorter than its header and table ({DATA_BASE})")
+    header = int(w[0])
+    abi_id, n_layers = header & 0xFFFFFFFF, header >> 32
+    if abi_id != ABI_ID:
+        raise AbiError(f"image ABI id 0x{abi_id:08x} is not 0x{ABI_ID:08x}")
+    total = int(w[1])
+    if not DATA_BASE <= total <= w.size:
+        raise AbiError(f"image header says {total} words, {w.size} available")
+    if not 1 <= n_layers <= MAX_LAYERS:
+        raise AbiError(f"{n_layers} layers in the header (1..{MAX_LAYERS})")
+    descs = []
+    for i in range(n_layers):
+        base = DESCRIPTOR_BASE + i * DESCRIPTOR_WORDS
+        descs.append([int(v) for v in w[base:base + DESCRIPTOR_WORDS]])
+    kinds = [d[0] & 0xFF for d in descs]
+    n_conv = 0
+    while n_conv < n_layers and kinds[n_conv] == KIND_CONV:
+        n_conv += 1
+    if n_conv == 0 or n_conv == n_layers or any(k != KIND_DENSE for k in kinds[n_conv:]):
+        raise AbiError(f"layer kinds {kinds}: expected convs ({KIND_CONV}) then dense layers ({KIND_DENSE})")
+    for i, d in enumerate(descs):
+        if bool(d[0] & FLAG_LAST) != (i == n_layers - 1):
+            raise AbiError(f"descriptor {i}: LAST flag {'set' if d[0] & FLAG_LAST else 'missing'}")
+        if kinds[i] == KIND_DENSE and d[0] & FLAG_POOL:
+            raise AbiError(f"descriptor {i}: a dense layer cannot pool")
+    try:
+        network = Network(
+            conv_channels=(descs[0][1],) + tuple(d[2] for d in descs[:n_conv]),
+            pool_after=(False,) + tuple(bool(d[0] & FLAG_POOL) for d in descs[:n_conv]),
+            fc_units=tuple(d[2] for d in descs[n_conv:-1]),
+            n_classes=descs[-1][2],
+            image_size=descs[0][3])
+    except NetworkError as e:
+        raise AbiError(f"descriptor table describes no valid network: {e}") from None
+    layers = {}
+    for i, (layer, d) in enumerate(zip(network.binary_layers, descs)):
+        if (d[1], d[2], d[3]) != (layer.in_channels, layer.out_channels, layer.in_size):
+            raise AbiError(f"descriptor {i} ({layer.name}): in/out/size {d[1:4]} inconsistent with "
+                           f"the layers before it ({layer.in_channels}, {layer.out_channels}, {layer.in_size})")
+        w_off, t_off, w_words = d[4], d[5], d[6]
+        expected = int(np.prod(layer.weight_shape))
+        if w_words != expected:
+            raise AbiError(f"descriptor {i} ({layer.name}): {w_words} weight words, expected {expected}")
+        if not DATA_BASE <= w_off <= total - w_words:
+            raise AbiError(f"descriptor {i} ({layer.name}): weights at {w_off} outside the image")
+        lp = LayerParams(w[w_off:w_off + w_words].reshape(layer.weight_shape).copy())
+        if not layer.last:
+            t_words = (layer.out_channels + 1) // 2
+            if not DATA_BASE <= t_off <= total - t_words:
+                raise AbiError(f"descriptor {i} ({layer.name}): thresholds at {t_off} outside the image")
+            lp.thresholds, lp.directions = unpack_thresholds(w[t_off:t_off + t_words], layer.out_channels)
+            if not np.all((lp.directions == 1) | (lp.directions == -1)):
+                raise AbiError(f"descriptor {i} ({layer.name}): directions other than +1/-1")
+        layers[layer.name] = lp
+    return KernelModel(network, layers, abi_id)

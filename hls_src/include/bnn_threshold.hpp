@@ -1,0 +1,57 @@
+/**
+ * \file bnn_threshold.hpp
+ * \brief Batch-norm thresholds and max-pooling on bits (docs/FORMAT.md s.4, s.5).
+ */
+#ifndef BNN_THRESHOLD_HPP
+#define BNN_THRESHOLD_HPP
+
+#include "bnn_types.hpp"
+
+namespace bnn {
+
+/**
+ * \brief One packed threshold entry (32 bits): int16 threshold in bits 0-15, int8 direction
+ *        in bits 16-23. Direction -1 is 0xFF, so bit 23 alone tells the direction.
+ */
+struct ThresholdEntry {
+    Sum t;     ///< integer threshold T, |T| <= fan_in + 1
+    bool neg;  ///< direction -1: bit = (sum <= T); otherwise bit = (sum >= T)
+};
+
+/// \brief Unpack the even (half = 0) or odd (half = 1) entry of a threshold word.
+inline ThresholdEntry unpack_threshold(const Word& w, unsigned half) {
+#pragma HLS INLINE
+    const ap_uint<32> e = half ? ap_uint<32>(w(63, 32)) : ap_uint<32>(w(31, 0));
+    ThresholdEntry r;
+    r.t = Sum(ap_int<16>(e(15, 0)));
+    r.neg = e[23] == 1;
+    return r;
+}
+
+/**
+ * \brief The integer rule: bit = (sum >= T) for direction +1, (sum <= T) for direction -1.
+ * \param sum the integer dot product (after pooling, if any)
+ * \param t   threshold
+ * \param neg true for direction -1
+ */
+inline bool threshold_bit(const Sum& sum, const Sum& t, bool neg) {
+#pragma HLS INLINE
+    return neg ? (sum <= t) : (sum >= t);
+}
+
+/**
+ * \brief 2x2 max-pool on thresholded bits, combining two bit words of one output pixel.
+ *
+ * max(s) >= T iff any s >= T (OR, direction +1); max(s) <= T iff all s <= T (AND,
+ * direction -1). Pooling the integer sums then thresholding is the same as this.
+ * \param a, b     thresholded words of two pixels of the same pooling window
+ * \param negmask  bit c set where channel c has direction -1
+ */
+inline Word pool_combine(const Word& a, const Word& b, const Word& negmask) {
+#pragma HLS INLINE
+    return ((a | b) & ~negmask) | ((a & b) & negmask);
+}
+
+}  // namespace bnn
+
+#endif  // BNN_THRESHOLD_HPP

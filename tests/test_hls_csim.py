@@ -1,0 +1,232 @@
+"""C simulation of the HLS kernel (hls_src/) against the numpy reference, integer for integer.
+
+Exports the test vectors (hls_src/tb/export_vectors.py) to a temporary directory, builds the
+testbench with g++ and the Xilinx ap_types headers of the hls4ml wheel, runs it and requires
+every score to match. Skipped, with the reason, when g++ or the headers are missing
+(``pip install --no-deps hls4ml==1.3.0``); CI installs both.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from pynq_bnn import abi
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HLS = os.path.join(REPO, "hls_src")
+MODEL = os.path.join(REPO, "pynq_bnn", "models", "cifar10_bnn.npz")
+
+
+def ap_types_dir():
+    """The hls4ml wheel's ap_types directory (or $AP_TYPES), without importing hls4ml."""
+    env = os.environ.get("AP_TYPES")
+    if env:
+        return env if os.path.isfile(os.path.join(env, "ap_int.h")) else None
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is None or not spec.origin:
+        return None
+    d = os.path.join(os.path.dirname(spec.origin), "templates", "vivado", "ap_types")
+    return d if os.path.isfile(os.path.join(d, "ap_int.h")) else None
+
+
+def toolchain_missing():
+    """A reason to skip, or None."""
+    if shutil.which("g++") is None:
+        return "g++ not found"
+    if shutil.which("make") is None:
+        return "make not found"
+    if ap_types_dir() is None:
+        return "Xilinx ap_types headers not found (pip install --no-deps hls4ml==1.3.0)"
+    return None
+
+
+needs_toolchain = pytest.mark.skipif(toolchain_missing() is not None,
+                                     reason=str(toolchain_missing()))
+
+
+def make(*args, timeout=900):
+    cmd = ["make", "-C", HLS, f"AP_TYPES={ap_types_dir()}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def load_exporter():
+    spec = importlib.util.spec_from_file_location(
+        "export_vectors", os.path.join(HLS, "tb", "export_vectors.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ----------------------------------------------------------------------- no compiler needed
+
+def _cpp_constants(path):
+    text = open(path).read()
+    out = {}
+    for name, expr in re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=\s*([^,;]+)[,;]", text):
+        out[name] = expr.strip()
+    return out
+
+
+def _eval(expr, env):
+    expr = re.sub(r"(0x[0-9a-fA-F]+|\d+)u\b", r"\1", expr)  # drop C++ unsigned suffixes
+    expr = expr.replace("abi::", "")
+    return eval(expr, {}, env)  # noqa: S307 - constants of our own header
+
+
+def test_cpp_abi_header_mirrors_abi_py():
+    c = _cpp_constants(os.path.join(HLS, "include", "bnn_abi.hpp"))
+    env = {}
+    for name, expr in c.items():
+        env[name] = _eval(expr, env)
+    pairs = {
+        "ABI_MAGIC": abi.ABI_MAGIC, "ABI_VERSION": abi.ABI_VERSION, "ABI_ID": abi.ABI_ID,
+        "HEADER_WORDS": abi.HEADER_WORDS, "DESCRIPTOR_WORDS": abi.DESCRIPTOR_WORDS,
+        "DESCRIPTOR_BASE": abi.DESCRIPTOR_BASE, "MAX_LAYERS": abi.MAX_LAYERS,
+        "DATA_BASE": abi.DATA_BASE, "ALIGN_WORDS": abi.ALIGN_WORDS,
+        "KIND_CONV": abi.KIND_CONV, "KIND_DENSE": abi.KIND_DENSE,
+        "FLAG_POOL": abi.FLAG_POOL, "FLAG_LAST": abi.FLAG_LAST,
+        "REG_CTRL": abi.CTRL, "REG_GIER": abi.GIER, "REG_IP_IER": abi.IP_IER,
+        "REG_IP_ISR": abi.IP_ISR, "REG_PARAMS_LO": abi.PARAMS_LO, "REG_PARAMS_HI": abi.PARAMS_HI,
+        "REG_INPUT_LO": abi.INPUT_LO, "REG_INPUT_HI": abi.INPUT_HI,
+        "REG_SCORES_LO": abi.SCORES_LO, "REG_SCORES_HI": abi.SCORES_HI,
+        "REG_N_IMAGES": abi.N_IMAGES, "REG_ABI_ID": abi.ABI_ID_REG,
+        "REG_ABI_ID_CTRL": abi.ABI_ID_CTRL,
+    }
+    for name, value in pairs.items():
+        assert env[name] == value, f"bnn_abi.hpp {name} = {env[name]}, abi.py says {value}"
+
+
+def test_cpp_limits_mirror_abi_py():
+    c = _cpp_constants(os.path.join(HLS, "include", "bnn_config.hpp"))
+    for name in ("MAX_CHANNELS", "MAX_CONV_SIZE", "MAX_DENSE_IN", "MAX_DENSE_OUT", "MAX_CLASSES"):
+        assert int(c[name]) == getattr(abi, name), name
+
+
+def test_committed_estimate_is_labelled_and_meets_goal():
+    path = os.path.join(HLS, "reports", "cycle_estimate.json")
+    with open(path) as f:
+        est = json.load(f)
+    assert "ESTIMATE" in est["ESTIMATE"]
+    s = est["summary"]
+    assert s["scores_checked"] is True
+    assert s["batch1_estimated_ms_per_image"] <= 3.0
+    assert s["batch16_estimated_ms_per_image"] <= 1.5
+    assert [r["batch"] for r in est["runs"]] == [1, 16]
+    names = [layer["name"] for layer in est["runs"][0]["layers"]]
+    for name in ("conv2", "conv3", "conv4", "conv5", "conv6", "fc1", "fc2", "fc3"):
+        assert name in names
+
+
+# ----------------------------------------------------------------------- C simulation
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    """One testbench build (g++ -O2) shared by the tests below."""
+    d = tmp_path_factory.mktemp("hls_build")
+    r = make(f"BUILD={d}", f"{d}/bnn_kernel_tb")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return d
+
+
+@needs_toolchain
+def test_csim_matches_reference(tmp_path, build_dir):
+    exporter = load_exporter()
+    vectors = tmp_path / "vectors"
+    names = exporter.export(str(vectors))
+    assert {"full_b2", "half_b3", "c64_b2", "ones_b2", "zeros_b2", "neg_b2", "chunk_b19",
+            "odd6_b3", "limits_b1"} <= set(names)
+    if os.path.exists(MODEL):
+        assert "model_b3" in names
+    r = make("run-tb", f"BUILD={build_dir}", f"VECTORS={vectors}")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "popcount self-test" in out and "FAIL" not in out, out[-4000:]
+    for name in names:
+        assert re.search(rf"^PASS {name}: .* 0 mismatches$", out, re.M), out[-4000:]
+    assert f"{len(names)} cases, 0 errors" in out
+
+
+@needs_toolchain
+def test_csim_detects_a_wrong_expectation(tmp_path, build_dir):
+    """The testbench really compares: one corrupted expected score is one error."""
+    import numpy as np
+    exporter = load_exporter()
+    vectors = tmp_path / "vectors"
+    exporter.export(str(vectors), cases=["c64_b2"])
+    scores = np.fromfile(vectors / "c64_b2.scores.bin", dtype="<i4")
+    scores[3] += 1
+    scores.tofile(vectors / "c64_b2.scores.bin")
+    r = make("run-tb", f"BUILD={build_dir}", f"VECTORS={vectors}")
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert "FAIL c64_b2" in r.stdout and "1 cases, 1 errors" in r.stdout
+
+
+@needs_toolchain
+def test_estimate_reproduces_committed_report(tmp_path, build_dir):
+    out = tmp_path / "cycle_estimate.json"
+    r = make("estimate", f"BUILD={build_dir}", f"ESTIMATE_OUT={out}")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    with open(out) as f:
+        fresh = json.load(f)
+    with open(os.path.join(HLS, "reports", "cycle_estimate.json")) as f:
+        committed = json.load(f)
+    assert fresh["summary"] == committed["summary"], "re-run `make -C hls_src estimate`"
+    for a, b in zip(fresh["runs"], committed["runs"]):
+        assert a["estimated_cycles_total"] == b["estimated_cycles_total"]
+
+
+# ----------------------------------------------------------------------- run_hls.tcl (stubbed)
+
+_VITIS_STUB = r"""
+# Records the Vitis HLS commands run_hls.tcl issues; it is not Vitis HLS.
+set ::calls {}
+foreach cmd {open_project set_top add_files open_solution set_part create_clock
+             config_interface config_export csim_design csynth_design cosim_design
+             export_design} {
+    proc $cmd {args} "lappend ::calls \[list $cmd {*}\$args\]"
+}
+rename exit real_exit
+proc exit {args} {
+    foreach c $::calls { puts $c }
+    real_exit 0
+}
+set script [lindex $argv 0]
+set argv [lrange $argv 1 end]
+source $script
+"""
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not found")
+@pytest.mark.parametrize("args, part", [
+    ([], "xc7z020clg400-1"),
+    (["part=xczu3eg-sbva484-1-e", "steps=csynth,export"], "xczu3eg-sbva484-1-e"),
+])
+def test_run_hls_tcl_flow_with_stubbed_vitis(tmp_path, args, part):
+    stub = tmp_path / "vitis_stub.tcl"
+    stub.write_text(_VITIS_STUB)
+    for d in ("vectors", "cosim_vectors"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "manifest.txt").write_text("c64_b2\n")
+    args = args + [f"vectors={tmp_path / 'vectors'}", f"cosim_vectors={tmp_path / 'cosim_vectors'}"]
+    r = subprocess.run(["tclsh", str(stub), os.path.join(HLS, "run_hls.tcl"), *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = r.stdout.splitlines()
+    first = [c.split()[0] for c in calls]
+    assert f"set_part {part}" in calls
+    assert "create_clock -period 10 -name default" in calls
+    assert "set_top bnn_kernel" in calls
+    export = next(c for c in calls if c.startswith("config_export"))
+    vendor, library, ipname, version = abi.KERNEL_VLNV.split(":")
+    for opt, value in (("-vendor", vendor), ("-library", library), ("-ipname", ipname),
+                       ("-version", version), ("-format", "ip_catalog")):
+        assert f"{opt} {value}" in export
+    expected = ["csynth_design", "export_design"] if args[0].startswith("part=") else \
+        ["csim_design", "csynth_design", "cosim_design", "export_design"]
+    assert [c for c in first if c.endswith("_design")] == expected
