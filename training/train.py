@@ -123,6 +123,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
+    ap.add_argument("--deadline", default="",
+                    help="UTC time YYYY-mm-ddTHH:MM by which training must end: at every epoch "
+                         "boundary the planned epochs shrink to what fits (cosine re-mapped)")
     ap.add_argument("--val-size", type=int, default=N_VAL, help="validation images held out")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (testing)")
     ap.add_argument("--limit-train", type=int, default=0, help="use only N training images (testing)")
@@ -174,19 +177,38 @@ def main(argv=None) -> int:
                         f"{args.batch}; aug: random crop pad 4 + horizontal flip; BN eps 1e-4")
     (out / "config.json").write_text(json.dumps(config, indent=1))
 
-    total_steps = args.epochs * steps_per_epoch
+    planned = args.epochs
+    deadline = None
+    if args.deadline:
+        import calendar
+        deadline = calendar.timegm(time.strptime(args.deadline, "%Y-%m-%dT%H:%M"))
+    epoch_times = []
+
+    def fit_plan():
+        """Shrink the plan so that the remaining epochs end before --deadline."""
+        nonlocal planned
+        if deadline is None or not epoch_times:
+            return
+        per_epoch = epoch_times[-1]  # the latest epoch: follows changes in CPU contention
+        fits = epoch + max(0, int((deadline - time.time()) // per_epoch))
+        new = max(epoch, min(args.epochs, fits))  # epoch = epochs done: never below it
+        if new != planned:
+            print(f"deadline {args.deadline}: {per_epoch:.0f} s/epoch, plan {planned} -> {new} "
+                  "epochs", flush=True)
+            planned = new
+
     warmup = int(args.warmup_epochs * steps_per_epoch)
 
     def save(tag_epoch, tag_step):
         meta = {"network": network.to_dict(), "epoch": tag_epoch, "step_in_epoch": tag_step,
-                "global_step": global_step, "best_val": best_val, "planned_epochs": args.epochs,
+                "global_step": global_step, "best_val": best_val, "planned_epochs": planned,
                 "gen_state": gen.get_state(), "config": config}
         atomic_save({"optim": optim_state_compact(opt), "global_step": global_step},
                     out / "optim.pt")
         atomic_save(dict(meta, model=model_state_cpu(model)), out / "model.pt")
 
     last_ckpt = time.time()
-    while epoch < args.epochs:
+    while epoch < planned:
         perm = torch.from_numpy(np.random.default_rng(args.seed * 1000 + epoch).permutation(n_train))
         gen = torch.Generator()
         if gen_state is not None and step_in_epoch > 0:
@@ -201,7 +223,7 @@ def main(argv=None) -> int:
             idx = perm[step_in_epoch * args.batch:(step_in_epoch + 1) * args.batch]
             xb = augment(xtr[idx], gen).to(dev, non_blocking=True)
             yb = ytr[idx].to(dev, non_blocking=True)
-            lr = lr_at(global_step, total_steps, warmup, args.lr, args.lr_floor)
+            lr = lr_at(global_step, planned * steps_per_epoch, warmup, args.lr, args.lr_floor)
             for g in opt.param_groups:
                 g["lr"] = lr
             logits = model(xb)
@@ -219,6 +241,10 @@ def main(argv=None) -> int:
                 save(epoch, step_in_epoch)
                 print(f"stopped at --max-steps {args.max_steps}", flush=True)
                 return 0
+            if step_in_epoch % 50 == 0:
+                print(f"  epoch {epoch + 1} step {step_in_epoch}/{steps_per_epoch} "
+                      f"loss {loss_sum / max(seen, 1):.4f} lr {lr:.2e} "
+                      f"{(time.time() - t0) / max(seen, 1) * 1000:.1f} ms/img", flush=True)
             if time.time() - last_ckpt > args.ckpt_minutes * 60:
                 save(epoch, step_in_epoch)
                 last_ckpt = time.time()
@@ -231,7 +257,7 @@ def main(argv=None) -> int:
         rec = {"epoch": epoch, "global_step": global_step, "loss": loss_sum / max(seen, 1),
                "train_acc": correct / max(seen, 1), "val_acc": val_acc,
                "epoch_seconds": round(time.time() - t0, 1), "train_seconds": round(train_time, 1),
-               "images_seen_this_run": seen, "lr": lr, "planned_epochs": args.epochs,
+               "images_seen_this_run": seen, "lr": lr, "planned_epochs": planned,
                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if val_acc > best_val:
             best_val = val_acc
@@ -242,6 +268,9 @@ def main(argv=None) -> int:
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
+        if seen == n_train:  # a whole epoch in this process: a fair time sample
+            epoch_times.append(time.time() - t0)
+        fit_plan()
     print(f"done: {epoch} epochs, best val acc {best_val:.4f}", flush=True)
     return 0
 
