@@ -26,3 +26,11 @@ class HardwareTimeout(HardwareError, TimeoutError):
 
 class BackendUnavailable(BnnError, RuntimeError):
     """The requested backend cannot run here (no board, no bitstream, no pynq, ...)."""
+
+
+class CameraError(BnnError, RuntimeError):
+    """A frame source (USB camera, video file, image folder) cannot be opened or read.
+
+    The message names the device or file and says what is wrong (no OpenCV, no camera
+    attached, no frame, unreadable image, ...).
+    """

@@ -7,6 +7,7 @@ narrower variant whose channel counts and dense widths are multiples of 64. Ever
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -140,8 +141,8 @@ class Network:
         if size < 1:
             raise NetworkError("feature map vanishes")
 
-    @property
-    def layers(self) -> Tuple[Layer, ...]:
+    @functools.cached_property   # hot: the driver and backends ask per batch; the instance
+    def layers(self) -> Tuple[Layer, ...]:   # is frozen, so the tuple never goes stale
         out = []
         size = self.image_size
         cin = LAYER1_INPUT_CHANNELS

@@ -172,6 +172,34 @@ def save_params(p: Params, path) -> str:
     return str(arrays["checksum"])
 
 
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> None:
+    """Refuse an entry whose .npy header declares more data than the entry holds.
+
+    numpy allocates the whole declared array before it reads a byte of an entry in a zip
+    (``numpy.lib.format.read_array`` on a non-file object), so a few bytes claiming shape
+    ``(2**40,)`` would ask for a terabyte. The header is read here first; the declared size
+    must fit in the entry's uncompressed size (itself bounded by MAX_FILE_BYTES, and enforced
+    by zipfile while reading).
+    """
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ParamsError(f"{key}: .npy format version {version} is not supported")
+        header_bytes = f.tell()
+    count = 1
+    for n in shape:  # Python ints: no int64 overflow for absurd shapes
+        count *= int(n)
+    declared = count * dtype.itemsize
+    if declared > info.file_size - header_bytes:
+        raise ParamsError(f"{key}: header declares shape {tuple(shape)} {dtype} ({declared} bytes) "
+                          f"but the entry holds {info.file_size - header_bytes} bytes")
+
+
 def _read_arrays(path: str) -> Dict[str, np.ndarray]:
     try:
         size = os.path.getsize(path)
@@ -189,6 +217,7 @@ def _read_arrays(path: str) -> Dict[str, np.ndarray]:
                 info = z.zip.getinfo(key + ".npy")
                 if info.file_size > MAX_FILE_BYTES:
                     raise ParamsError(f"{key}: declared size {info.file_size} bytes is absurd")
+                _check_npy_header(z.zip, info, key)
                 arrays[key] = z[key]
     except ParamsError:
         raise

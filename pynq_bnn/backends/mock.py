@@ -93,15 +93,25 @@ class MockHardware(Hardware):
         First simulated physical address (default above 4 GiB).
     board : str
         The board name :meth:`describe` reports.
+    lock : bool or str
+        Take the same cross-process board lock as the pynq backend
+        (:class:`pynq_bnn.backends.lock.OverlayLock`, key ``board`` or the given string) until
+        :meth:`close`, so that the "overlay in use" behaviour can be tested off-board. Off by
+        default: simulations do not exclude each other.
     """
 
     def __init__(self, faults=None, kernel: str = "auto", interrupt: bool = False,
-                 mem_base: int = DEFAULT_MEM_BASE, board: str = "Pynq-Z2"):
+                 mem_base: int = DEFAULT_MEM_BASE, board: str = "Pynq-Z2", lock=False):
+        self._lock = None
         self.log = SimLog()
         self.memory = SimMemory(base=mem_base, log=self.log)
         self.sim = SimBnnKernel(self.memory, faults=faults, kernel=kernel)
         self.interrupt = SimInterrupt(self.sim) if interrupt else None
         self.board = board
+        if lock:   # last: nothing after it can fail and leave the lock taken
+            from .lock import OverlayLock
+            self._lock = OverlayLock(lock if isinstance(lock, str) else board,
+                                     description="simulated bnn_kernel (mock backend)").acquire()
 
     def allocate(self, shape, dtype):
         host = np.zeros(shape, dtype=dtype)
@@ -128,6 +138,12 @@ class MockHardware(Hardware):
     def reset(self) -> None:
         """Reset the simulated IP (what reloading the overlay does on the board)."""
         self.sim.reset()
+
+    def close(self) -> None:
+        """Release the board lock, if taken (idempotent)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def describe(self):
         return {"board": f"{self.board} (simulated)", "bitstream": None,

@@ -59,6 +59,18 @@ def check_register_map(registers: Optional[Dict[str, dict]], where: str = "bnn_k
     return True
 
 
+def _board_lock(pynq, device, bitstream: str):
+    """The cross-process lock of the board ``device`` (pynq's active device by default), or
+    None when pynq has no device (then pynq.Overlay fails with its own message)."""
+    from .lock import OverlayLock
+
+    try:
+        dev = device if device is not None else pynq.Device.active_device
+    except Exception:  # "No Devices Found": not a board; Overlay() says so below
+        return None
+    return OverlayLock(getattr(dev, "name", None) or "pl", description=bitstream)
+
+
 class _BlockingInterrupt:
     """``wait(timeout) -> bool`` over a ``pynq.Interrupt`` (whose ``wait`` is a coroutine)."""
 
@@ -94,17 +106,40 @@ class PynqHardware(Hardware):
         ``pynq.Overlay(ignore_version=...)``: bind BnnKernelIP to other versions of the IP.
     reset_timeout : float
         Seconds :meth:`reset` waits for AP_IDLE before it reloads the overlay.
+    lock : bool
+        Take the board's cross-process lock (:class:`pynq_bnn.backends.lock.OverlayLock`)
+        before downloading, and hold it until :meth:`close`: a second pynq-bnn process gets
+        ``HardwareError("overlay in use by pid N ...")`` instead of reprogramming the PL under
+        the first one.
+    lock_timeout : float
+        Seconds to wait for the lock's holder to let go (default 0: fail at once).
+
+    Raises
+    ------
+    HardwareError
+        The overlay is in use by another process (the message names its pid), the overlay
+        failed to load, or its IP / register map is not this pynq-bnn's.
     """
 
     def __init__(self, overlay: Optional[str] = None, board: Optional[str] = None,
                  device=None, download: bool = True, ignore_version: bool = False,
-                 reset_timeout: float = 1.0):
+                 reset_timeout: float = 1.0, lock: bool = True, lock_timeout: float = 0.0):
         pynq = import_pynq()
         from .pynq_ip import BnnKernelIP  # registers the driver before the Overlay binds
 
         path = os.path.abspath(os.fspath(overlay)) if overlay else find_overlay(board)
         if not os.path.isfile(path):
             raise BackendUnavailable(f"overlay {path} does not exist")
+        self._lock = _board_lock(pynq, device, path) if lock else None
+        if self._lock is not None:
+            self._lock.acquire(lock_timeout)
+        try:
+            self._open(pynq, BnnKernelIP, path, device, download, ignore_version, reset_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, pynq, BnnKernelIP, path, device, download, ignore_version, reset_timeout):
         kwargs = {"download": download, "ignore_version": ignore_version}
         if device is not None:
             kwargs["device"] = device
@@ -190,6 +225,12 @@ class PynqHardware(Hardware):
         self.ip = self._bind_ip()
         if not self.read(abi.CTRL) & abi.AP_IDLE:
             raise HardwareError(f"{self.ip_name} is still busy after reloading the overlay")
+
+    def close(self) -> None:
+        """Release the board lock (idempotent); the driver frees the buffers before this."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     def _clear_interrupt(self) -> None:
         isr = self.read(abi.IP_ISR)
