@@ -51,7 +51,8 @@ setup(
                   "pynq_bnn.notebooks": ["*.ipynb"]},
     install_requires=["numpy>=1.21", "Pillow>=8"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5",
+                 "ipykernel>=6", "matplotlib>=3.5"],
         "train": ["torch>=2.0"],
         "csim": ["hls4ml==1.3.0"],
         "board": ["pynq>=2.7"],

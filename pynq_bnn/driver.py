@@ -20,9 +20,11 @@ layer can produce (a poisoned entry that was not overwritten fails the same chec
 """
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -38,6 +40,16 @@ SCORE_POISON = np.int32(-2**31)
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_TIMEOUT = 10.0
+
+
+def _serialised(method):
+    """Run ``method`` under the accelerator's lock: one IP, one set of DMA buffers, so calls
+    from several threads take turns instead of overwriting each other's input and scores."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 def describe_abi_id(value: int) -> str:
@@ -77,6 +89,7 @@ class Accelerator:
         if not float(timeout) > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self._hw = hardware
+        self._lock = threading.RLock()   # see _serialised
         self.max_batch = int(max_batch)
         self.timeout = float(timeout)
         self.use_interrupt = bool(use_interrupt)
@@ -87,6 +100,11 @@ class Accelerator:
         self._busy = False
         self._closed = False
         self.last_timings: Dict[str, float] = {"transfer": 0.0, "kernel": 0.0}
+        # submit()/wait(): the second buffer set (allocated at the first submit) and the
+        # batches in flight, oldest first (at most MAX_IN_FLIGHT)
+        self._input_buf2 = self._scores_buf2 = None
+        self._inflight: List["Submission"] = []
+        self._last_ctrl = 0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -109,13 +127,14 @@ class Accelerator:
 
     # ------------------------------------------------------------------ buffers
     def _free_buffers(self) -> None:
-        for attr in ("_param_buf", "_input_buf", "_scores_buf"):
+        for attr in ("_param_buf", "_input_buf", "_scores_buf", "_input_buf2", "_scores_buf2"):
             buf = getattr(self, attr)
             setattr(self, attr, None)
             if buf is not None:
                 buf.freebuffer()
         self._params = None
 
+    @_serialised
     def load(self, params) -> None:
         """Build the parameter image, allocate and fill the buffers, probe the kernel's ABI id.
 
@@ -136,6 +155,7 @@ class Accelerator:
             The probe start did not finish.
         """
         self._check_usable()
+        self._check_nothing_in_flight("loading a model")
         network = params.network
         try:
             image = abi.build_param_image(params)
@@ -165,15 +185,17 @@ class Accelerator:
         if self._busy:
             raise HardwareError("the accelerator did not finish its last start; call reset() first")
 
-    def _start(self, n_images: int) -> None:
+    def _start(self, n_images: int, input_buf=None, scores_buf=None) -> None:
         hw = self._hw
         ctrl = hw.read(abi.CTRL)
         if not ctrl & abi.AP_IDLE or ctrl & abi.AP_START:
             raise HardwareError(f"accelerator busy (CTRL=0x{ctrl:02x}): refusing to start; "
                                 "another process may be using it, or call reset()")
         for (lo, hi), buf in (((abi.PARAMS_LO, abi.PARAMS_HI), self._param_buf),
-                              ((abi.INPUT_LO, abi.INPUT_HI), self._input_buf),
-                              ((abi.SCORES_LO, abi.SCORES_HI), self._scores_buf)):
+                              ((abi.INPUT_LO, abi.INPUT_HI),
+                               self._input_buf if input_buf is None else input_buf),
+                              ((abi.SCORES_LO, abi.SCORES_HI),
+                               self._scores_buf if scores_buf is None else scores_buf)):
             low, high = abi.split64(int(buf.device_address))
             hw.write(lo, low)
             hw.write(hi, high)
@@ -226,6 +248,7 @@ class Accelerator:
         self._abi_id = int(value)
 
     # ------------------------------------------------------------------ running
+    @_serialised
     def run(self, packed) -> np.ndarray:
         """Raw integer scores of a batch.
 
@@ -251,6 +274,7 @@ class Accelerator:
             Busy accelerator, or impossible scores (corrupted or unwritten output).
         """
         self._check_usable()
+        self._check_nothing_in_flight("run()")
         if self._params is None:
             raise BnnError("no model loaded: call load(params) first")
         network = self._params.network
@@ -296,7 +320,216 @@ class Accelerator:
             f"impossible output from the accelerator: score {value} for image {first_image + i}, "
             f"class {j} ({why}); {int(bad.sum())} bad value(s) in this chunk")
 
+    # ------------------------------------------------------------------ overlapped starts
+    #: Batches that can be in flight at once: one on the kernel, one queued behind it, each
+    #: in its own input and scores buffers (the host prepares one while the kernel runs the other).
+    MAX_IN_FLIGHT = 2
+
+    @property
+    def in_flight(self) -> int:
+        """Batches submitted and not yet waited for (0..MAX_IN_FLIGHT)."""
+        return len(self._inflight)
+
+    def _check_nothing_in_flight(self, what: str) -> None:
+        if self._inflight:
+            raise BnnError(f"{what} while {len(self._inflight)} submitted batch(es) are in "
+                           "flight: wait() for them first")
+
+    def _slot_buffers(self, slot: int):
+        """(input, scores) DMA buffers of buffer set 0 (run()'s) or 1 (allocated on first use)."""
+        if slot == 0:
+            return self._input_buf, self._scores_buf
+        if self._input_buf2 is None or self._scores_buf2 is None:
+            network = self._params.network
+            if self._input_buf2 is None:
+                self._input_buf2 = self._hw.allocate(
+                    (self.max_batch, network.input_words_per_image), np.uint64)
+            self._scores_buf2 = self._hw.allocate((self.max_batch, network.n_classes), np.int32)
+        return self._input_buf2, self._scores_buf2
+
+    @_serialised
+    def submit(self, packed) -> "Submission":
+        """Hand one batch to the kernel and return at once (the kernel runs in the background).
+
+        The batch is copied into a free buffer set and flushed. If the kernel is free it starts
+        now; otherwise it is queued and started by the :meth:`wait` (or :meth:`submit`) call
+        that sees the running batch finish. Collect the scores with :meth:`wait`, oldest first
+        or not. :meth:`run` stays the simple blocking path; it refuses while batches are in
+        flight, as do :meth:`load`.
+
+        Parameters
+        ----------
+        packed : numpy.ndarray
+            uint64 ``[N, H, W, C1/64]`` with ``1 <= N <= max_batch``. Copied: the caller may
+            reuse it as soon as submit returns.
+
+        Returns
+        -------
+        Submission
+            Pass it to :meth:`wait`.
+
+        Raises
+        ------
+        BnnError
+            No model loaded, or MAX_IN_FLIGHT batches are already in flight.
+        ValueError
+            N outside ``1..max_batch``.
+        ImageError
+            ``packed`` has the wrong dtype or shape.
+        HardwareError
+            Busy accelerator (another user) at the start; nothing stays in flight.
+        """
+        self._check_usable()
+        if self._params is None:
+            raise BnnError("no model loaded: call load(params) first")
+        network = self._params.network
+        x = check_packed(network, packed)
+        n = x.shape[0]
+        if not 1 <= n <= self.max_batch:
+            raise ValueError(f"submit takes 1..{self.max_batch} (max_batch) images, got {n}; "
+                             "run() splits larger batches")
+        if len(self._inflight) >= self.MAX_IN_FLIGHT:
+            raise BnnError(f"{len(self._inflight)} batches are already in flight: "
+                           "wait() for one before submitting another")
+        self._service()
+        slot = 1 if any(s.slot == 0 for s in self._inflight) else 0
+        t0 = time.perf_counter()
+        input_buf, scores_buf = self._slot_buffers(slot)
+        inp = input_buf[:n]
+        inp[:] = x.reshape(n, network.input_words_per_image)
+        inp.flush()
+        res = scores_buf[:n]
+        res[:] = SCORE_POISON
+        res.flush()
+        sub = Submission(n, slot)
+        sub._transfer = time.perf_counter() - t0
+        kernel_free = not any(s.state in ("running", "queued") for s in self._inflight)
+        self._inflight.append(sub)
+        if kernel_free:
+            try:
+                self._launch(sub)
+            except BaseException:
+                self._inflight.remove(sub)
+                raise
+        return sub
+
+    def _launch(self, sub: "Submission") -> None:
+        input_buf, scores_buf = self._slot_buffers(sub.slot)
+        try:
+            self._start(sub.n, input_buf, scores_buf)   # a [:n] slice has the same address
+        except BaseException as e:
+            sub.state, sub.error = "failed", e
+            raise
+        self._busy = False       # in flight: tracked by the Submission, not by _busy
+        sub.state = "running"
+        sub._t_start = time.perf_counter()
+
+    def _service(self) -> None:
+        """If the running batch has finished, mark it done and start the queued one.
+
+        AP_DONE clears on read, so while batches are in flight CTRL is read only here.
+        """
+        running = next((s for s in self._inflight if s.state == "running"), None)
+        if running is None:
+            return
+        ctrl = self._hw.read(abi.CTRL)
+        self._last_ctrl = ctrl
+        if not ctrl & abi.AP_DONE:
+            return
+        running.state = "done"
+        running._t_done = time.perf_counter()
+        queued = next((s for s in self._inflight if s.state == "queued"), None)
+        if queued is not None:
+            try:
+                self._launch(queued)
+            except Exception:    # kept on the submission: wait(queued) raises it
+                logger.debug("starting a queued batch failed", exc_info=True)
+
+    def _drop_in_flight(self, error: BaseException) -> None:
+        for s in self._inflight:
+            s.state, s.error = "failed", error
+        self._inflight.clear()
+
+    @_serialised
+    def wait(self, submission: "Submission", timeout: Optional[float] = None) -> np.ndarray:
+        """Scores of a submitted batch, once the kernel has run it.
+
+        Parameters
+        ----------
+        submission : Submission
+            What :meth:`submit` returned (each one can be waited for once).
+        timeout : float, optional
+            Seconds each start may take (default ``self.timeout``); a queued batch first
+            waits for the running one.
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 ``[N, n_classes]``; ``submission.timings`` and ``self.last_timings`` hold
+            its ``transfer`` and ``kernel`` seconds.
+
+        Raises
+        ------
+        HardwareTimeout
+            A start did not finish in time: every batch in flight is dropped and the
+            accelerator is unusable until :meth:`reset`.
+        HardwareError
+            Impossible scores, or the batch could not be started. Its buffers are free
+            again either way.
+        BnnError
+            Not a batch in flight here (already waited for, or dropped by reset/close).
+        """
+        sub = submission
+        if sub.state == "failed" and sub not in self._inflight:
+            raise sub.error
+        if not any(s is sub for s in self._inflight):
+            raise BnnError("not a batch in flight on this accelerator "
+                           f"(state {sub.state}: each submission can be waited for once)")
+        limit = self.timeout if timeout is None else float(timeout)
+        irq = self._interrupt()
+        try:
+            started = sub._t_start
+            deadline = time.monotonic() + limit
+            sleep = self.poll_interval
+            while True:
+                self._service()
+                if sub.state == "done":
+                    break
+                if sub.state == "failed":
+                    raise sub.error
+                if sub._t_start != started:         # it started only now: its own deadline
+                    started, deadline = sub._t_start, time.monotonic() + limit
+                now = time.monotonic()
+                if now >= deadline:
+                    self._busy = True
+                    err = HardwareTimeout(
+                        f"the accelerator did not finish within {limit:g} s "
+                        f"(CTRL=0x{self._last_ctrl:02x}); it is unusable until reset()")
+                    self._drop_in_flight(err)
+                    raise err
+                if irq is not None and irq.wait(min(deadline - now, 0.1)):
+                    continue
+                time.sleep(sleep)
+                sleep = min(sleep * 2, 1e-3)
+            t0 = time.perf_counter()
+            _, scores_buf = self._slot_buffers(sub.slot)
+            res = scores_buf[:sub.n]
+            res.invalidate()
+            out = np.array(res, dtype=np.int32)
+            sub.timings = {"transfer": sub._transfer + time.perf_counter() - t0,
+                           "kernel": sub._t_done - sub._t_start}
+            self.last_timings = dict(sub.timings)
+            self._check_scores(out, 0)
+            sub.state = "collected"
+        finally:
+            if any(s is sub for s in self._inflight):
+                self._inflight.remove(sub)    # its buffer set is free again, whatever happened
+                if sub.state != "collected":
+                    sub.state = "failed"
+        return out
+
     # ------------------------------------------------------------------ recovery, closing
+    @_serialised
     def reset(self) -> None:
         """Make the accelerator usable again after a timeout.
 
@@ -306,16 +539,21 @@ class Accelerator:
         """
         if self._closed:
             raise BnnError("the accelerator is closed")
+        self._drop_in_flight(HardwareError("batch dropped by reset()"))
         self._hw.reset()
         self._busy = False
         if self._params is not None:
             self._probe()
 
+    @_serialised
     def close(self) -> None:
         """Free every buffer (idempotent). A hung kernel is reset first, so that it cannot
         write into memory that has been given back."""
         if self._closed:
             return
+        if any(s.state in ("running", "queued") for s in self._inflight):
+            self._busy = True    # the kernel may still write a scores buffer: reset first
+        self._drop_in_flight(BnnError("batch dropped: the accelerator was closed"))
         if self._busy:
             logger.warning("closing while a start is unfinished: resetting the accelerator first")
             try:
@@ -332,3 +570,34 @@ class Accelerator:
     def __exit__(self, exc_type, exc, tb):
         self.close()
         return False
+
+
+class Submission:
+    """A batch handed to :meth:`Accelerator.submit`; give it to :meth:`Accelerator.wait`.
+
+    Attributes
+    ----------
+    n : int
+        Images in the batch.
+    slot : int
+        The buffer set (0 or 1) that holds it.
+    state : str
+        "queued" (behind the running batch), "running", "done" (not yet collected),
+        "collected" (wait returned its scores) or "failed" (``error`` says why).
+    timings : dict
+        ``transfer`` and ``kernel`` seconds, set by wait.
+    """
+
+    __slots__ = ("n", "slot", "state", "error", "timings", "_transfer", "_t_start", "_t_done")
+
+    def __init__(self, n: int, slot: int):
+        self.n = n
+        self.slot = slot
+        self.state = "queued"
+        self.error: Optional[BaseException] = None
+        self.timings: Dict[str, float] = {}
+        self._transfer = 0.0
+        self._t_start = self._t_done = None
+
+    def __repr__(self):
+        return f"<Submission {self.n} images, buffer set {self.slot}, {self.state}>"

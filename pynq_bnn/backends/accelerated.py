@@ -50,6 +50,21 @@ class AcceleratorBackend(Backend):
     def last_timings(self) -> Dict[str, float]:
         return dict(self.accelerator.last_timings)
 
+    @property
+    def max_batch(self) -> int:
+        """Images per kernel start (the most one :meth:`submit` takes)."""
+        return self.accelerator.max_batch
+
+    def submit(self, packed):
+        """Start one batch of at most ``max_batch`` images without waiting (Accelerator.submit)."""
+        self._check_open()
+        return self.accelerator.submit(packed)
+
+    def wait(self, submission, timeout=None):
+        """Scores of a submitted batch (Accelerator.wait)."""
+        self._check_open()
+        return self.accelerator.wait(submission, timeout)
+
     def reset(self) -> None:
         """Make the accelerator usable after a HardwareTimeout (see Accelerator.reset)."""
         self._check_open()
@@ -122,7 +137,8 @@ def open_mock(via_pynq: bool = False, **options) -> MockBackend:
     """The "mock" backend.
 
     Options: ``faults``, ``kernel`` ("auto" | "hls-lib" | "reference"), ``board``, ``mem_base``,
-    ``interrupt`` (pynq-free only), ``overlay`` (with via_pynq: the .bit whose .hwh describes
+    ``interrupt`` (pynq-free only), ``lock`` (take the board's cross-process lock, as the pynq
+    backend always does), ``overlay`` (with via_pynq: the .bit whose .hwh describes
     the simulated PL; default the test fixture; ignored otherwise), the driver's (max_batch,
     timeout, use_interrupt), and ``via_pynq``: run the real pynq backend code on a SimDevice (needs pynq; makes the
     SimDevice pynq's active device until close, so never use it on a real board's session).
@@ -144,6 +160,7 @@ def open_mock(via_pynq: bool = False, **options) -> MockBackend:
     from . import simdevice
 
     overlay = overlay or simdevice.FIXTURE_BITSTREAM
+    lock = bool(sim_options.pop("lock", False))  # the board lock only when asked for
     if "board" in sim_options:
         sim_options["name"] = sim_options.pop("board")
     device = simdevice.SimDevice(**sim_options)
@@ -151,7 +168,7 @@ def open_mock(via_pynq: bool = False, **options) -> MockBackend:
     try:
         from .pynq_backend import PynqHardware
 
-        hw = PynqHardware(overlay=overlay, device=device)
+        hw = PynqHardware(overlay=overlay, device=device, lock=lock)
         return MockBackend(hw, device.kernel_model, device.memory, on_close=activation.restore,
                            **driver)
     except BaseException:

@@ -233,12 +233,17 @@ class Faults:
         Flip the lowest bit of the first score of every run (an impossible parity).
     latency : float
         Seconds between AP_START and AP_DONE (a slow kernel).
+    latency_per_image : float
+        Further seconds per image of the start (``n_images``): a kernel whose time grows with
+        the batch, as the real one does. Like ``latency``, it is wall-clock time during which
+        CTRL reads busy; nothing sleeps, so the host can work meanwhile.
     """
 
     never_done: bool = False
     wrong_id: Optional[int] = None
     corrupt_output: bool = False
     latency: float = 0.0
+    latency_per_image: float = 0.0
 
     @classmethod
     def coerce(cls, value) -> "Faults":
@@ -426,7 +431,8 @@ class SimBnnKernel:
             return
         self._pending = self._execute(n)
         self._state = "running"
-        self._done_at = time.monotonic() + max(0.0, float(self.faults.latency))
+        self._done_at = time.monotonic() + max(
+            0.0, float(self.faults.latency) + n * float(self.faults.latency_per_image))
         self._advance()
 
     def _execute(self, n: int):
