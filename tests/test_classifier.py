@@ -1,0 +1,234 @@
+"""pynq_bnn.classifier on the cpu and mock backends: reference labels and scores, every input
+form, per-item errors, lifecycle."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pynq_bnn import classifier as clf_mod
+from pynq_bnn import reference
+from pynq_bnn.classifier import STAGES, Classifier, ClassifyResult
+from pynq_bnn.errors import BnnError, ImageError, ParamsError
+from pynq_bnn.network import Network
+from pynq_bnn.params import save_params
+from pynq_bnn.random_net import random_images, random_params
+
+BACKENDS = ["cpu", "mock"]
+# Small but complete: conv1 on the host, two binary convs with pools, two dense layers.
+SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
+                n_classes=10, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    params = random_params(SMALL, seed=3, images=random_images(4, 32, seed=9))
+    path = str(tmp_path_factory.mktemp("model") / "small.npz")
+    save_params(params, path)
+    return params, path
+
+
+@pytest.fixture(scope="module")
+def images():
+    return random_images(7, 32, seed=21)
+
+
+@pytest.fixture(params=BACKENDS)
+def clf(request, model):
+    c = Classifier(model[1], backend=request.param)
+    yield c
+    c.close()
+
+
+def expected(params, imgs):
+    ints = reference.scores(params, imgs)
+    return ints, reference.affine_scores(params, ints), reference.predict(params, ints)
+
+
+def check(result, params, imgs):
+    ints, affine, labels = expected(params, imgs)
+    assert isinstance(result, ClassifyResult)
+    assert result.scores.dtype == np.int32
+    np.testing.assert_array_equal(result.scores, ints)
+    np.testing.assert_array_equal(result.labels, labels)
+    np.testing.assert_allclose(result.affine_scores, affine, rtol=0, atol=0)
+    assert result.class_names == [params.class_names[k] for k in labels]
+    assert set(STAGES) <= set(result.timings) and "total" in result.timings
+    assert all(v >= 0 for v in result.timings.values())
+
+
+def test_batch_matches_reference(clf, model, images):
+    result = clf.classify(images)
+    check(result, model[0], images)
+    assert result.sources == [f"array #{i}" for i in range(len(images))]
+    assert result.backend == clf.backend.name
+    assert result.ok.all() and result.n_failed == 0
+    top = result.top_scores
+    np.testing.assert_array_equal(top, result.affine_scores.max(axis=1))
+
+
+def test_every_input_form(clf, model, images, tmp_path):
+    params = model[0]
+    path = str(tmp_path / "img.png")
+    Image.fromarray(images[0]).save(path)
+    check(clf.classify(path), params, images[:1])
+    check(clf.classify(Image.fromarray(images[1])), params, images[1:2])
+    check(clf.classify(images[2]), params, images[2:3])
+    r = clf.classify([path, Image.fromarray(images[1]), images[2], images[3:5]])
+    check(r, params, images[:5])
+    assert r.sources == [path, "image #1", "array #2", "array #3[0]", "array #3[1]"]
+    p = r[0]
+    assert p.ok and p.source == path and p.label == r.class_names[0] and p.index == r.labels[0]
+    assert p.score == r.affine_scores[0].max()
+    np.testing.assert_array_equal(p.int_scores, r.scores[0])
+
+
+def test_resized_inputs_match_the_reference_on_preprocessed_pixels(clf, model):
+    big = random_images(2, 64, seed=5)
+    from pynq_bnn.preprocess import load_images
+    _, small = load_images(big)
+    check(clf.classify(big), model[0], small)
+
+
+def test_a_bad_file_in_a_list_keeps_the_others(clf, model, images, tmp_path):
+    good = []
+    for i in range(3):
+        good.append(str(tmp_path / f"g{i}.png"))
+        Image.fromarray(images[i]).save(good[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_text("hello")
+    missing = str(tmp_path / "missing.png")
+    items = [good[0], str(bad), good[1], missing, good[2]]
+    r = clf.classify_many(items)
+    assert len(r) == 5 and r.sources == items
+    assert list(r.ok) == [True, False, True, False, True] and r.n_failed == 2
+    ints, affine, labels = expected(model[0], images[:3])
+    np.testing.assert_array_equal(r.scores[[0, 2, 4]], ints)
+    np.testing.assert_array_equal(r.labels[[0, 2, 4]], labels)
+    assert list(r.labels[[1, 3]]) == [-1, -1]
+    assert np.isnan(r.affine_scores[[1, 3]]).all() and r.class_names[1] is None
+    assert str(bad) in str(r.errors[1]) and missing in str(r.errors[3])
+    preds = list(r)
+    assert [p.ok for p in preds] == [True, False, True, False, True]
+    assert isinstance(preds[1].error, ImageError)
+    with pytest.raises(ImageError, match="bad.png"):
+        clf.classify(items)
+
+
+def test_classify_many_all_bad_and_empty(clf, tmp_path):
+    r = clf.classify_many([str(tmp_path / "x.png"), np.zeros((3, 3), np.uint8)])
+    assert list(r.ok) == [False, False] and list(r.labels) == [-1, -1]
+    r = clf.classify_many([])
+    assert len(r) == 0 and r.scores.shape == (0, 10)
+
+
+def test_chunking_gives_the_same_result(model, images):
+    with Classifier(model[1], backend="cpu", chunk=3) as c:
+        check(c.classify(images), model[0], images)
+
+
+def test_params_object_and_layer1_swap(model, images):
+    params = model[0]
+    calls = []
+    with Classifier(params, backend="cpu") as c:
+        assert c.model_path is None
+        default = c.layer1
+
+        def counting(x):
+            calls.append(len(x))
+            return default(x)
+        c.layer1 = counting
+        check(c.classify(images), params, images)
+    assert calls == [len(images)]
+
+
+def test_init_is_lazy_and_close_is_idempotent(model, monkeypatch, images):
+    import pynq_bnn.backends as backends
+    opened = []
+    real = backends.open_backend
+
+    def spy(*a, **kw):
+        opened.append(kw.get("name"))
+        return real(*a, **kw)
+    monkeypatch.setattr(backends, "open_backend", spy)
+    c = Classifier(model[1], backend="cpu")
+    assert opened == []
+    c.classify(images[:1])
+    c.classify(images[:1])
+    assert opened == ["cpu"]
+    c.close()
+    c.close()
+    with pytest.raises(BnnError, match="closed"):
+        c.classify(images[:1])
+    with Classifier(model[1], backend="cpu") as c2:
+        c2.open()
+        be = c2.backend
+    assert c2._backend is None
+    be.close()  # the backend's own close is idempotent too
+
+
+def test_describe(model):
+    with Classifier(model[1], backend="cpu") as c:
+        d = c.describe()
+    assert d["model"] == model[1] and d["checksum"] == model[0].checksum
+    assert d["class_names"][0] == "airplane" and isinstance(d["backend"], dict)
+
+
+def test_bad_model_file_raises_params_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ParamsError, match="bad.npz"):
+        Classifier(str(bad), backend="cpu")
+    with pytest.raises(ParamsError):
+        Classifier(str(tmp_path / "missing.npz"), backend="cpu")
+    with pytest.raises(ParamsError, match="expected a path or Params"):
+        Classifier(42, backend="cpu")
+
+
+def test_missing_shipped_model_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(clf_mod, "DEFAULT_MODEL", str(tmp_path / "cifar10_bnn.npz"))
+    with pytest.raises(ParamsError, match="shipped model is missing"):
+        Classifier(backend="cpu")
+
+
+def test_unavailable_backend_raises_on_open(model):
+    from pynq_bnn.errors import BackendUnavailable
+    c = Classifier(model[1], backend="pynq")  # no board here
+    try:
+        with pytest.raises(BackendUnavailable):
+            c.open()
+    finally:
+        c.close()
+
+
+def test_hardware_faults_surface_as_hardware_errors(model, images):
+    from pynq_bnn.errors import HardwareError, HardwareTimeout
+    with Classifier(model[1], backend="mock", faults={"never_done": True}, timeout=0.2) as c:
+        with pytest.raises(HardwareTimeout):
+            c.classify(images[:2])
+    with Classifier(model[1], backend="mock", faults={"corrupt_output": True}) as c:
+        with pytest.raises(HardwareError):
+            c.classify(images[:2])
+
+
+def test_mock_reports_transfer_and_kernel_time(model, images):
+    with Classifier(model[1], backend="mock", faults={"latency": 0.05}) as c:
+        r = c.classify(images[:3])
+    assert r.timings["kernel"] >= 0.05
+    assert r.timings["total"] >= sum(r.timings[k] for k in STAGES) * 0.99
+
+
+def test_bad_chunk():
+    with pytest.raises(ValueError):
+        Classifier(random_params(SMALL, seed=0), chunk=0)
+
+
+@pytest.mark.skipif(not os.path.exists(clf_mod.DEFAULT_MODEL), reason="shipped model not built yet")
+def test_shipped_model_on_the_samples():
+    samples = os.path.join(os.path.dirname(clf_mod.__file__), "samples")
+    files = sorted(os.path.join(samples, f) for f in os.listdir(samples) if f.endswith(".png"))
+    with Classifier(backend="cpu") as c:
+        r = c.classify(files)
+        assert c.network.n_classes == 10 and len(r) == len(files)
+        from pynq_bnn.preprocess import load_images
+        check(r, c.params, load_images(files)[1])

@@ -1,0 +1,305 @@
+"""The pynq-bnn command line: output formats, exit codes, one-line errors (in-process main()
+and once as a subprocess)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pynq_bnn import __version__, reference
+from pynq_bnn.cli import main
+from pynq_bnn.errors import ParamsError
+from pynq_bnn.network import Network
+from pynq_bnn.params import save_params
+from pynq_bnn.random_net import random_images, random_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
+                n_classes=10, image_size=32)
+LINE = re.compile(r"^(?P<path>.+): (?P<label>\S+) (?P<score>-?\d+\.\d{4})$")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    params = random_params(SMALL, seed=4, images=random_images(4, 32, seed=8))
+    path = str(tmp_path_factory.mktemp("model") / "small.npz")
+    save_params(params, path)
+    return params, path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    imgs = random_images(3, 32, seed=30)
+    paths = []
+    for i, a in enumerate(imgs):
+        paths.append(str(d / f"img{i}.png"))
+        Image.fromarray(a).save(paths[-1])
+    bad = str(d / "broken.png")
+    with open(bad, "w") as f:
+        f.write("text, not pixels\n")
+    return imgs, paths, bad
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err):
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "mock"])
+def test_classify_prints_path_label_score(capsys, model, files, backend):
+    params, mpath = model
+    imgs, paths, _ = files
+    code, out, err = run(capsys, "classify", "--backend", backend, "--model", mpath, *paths)
+    assert code == 0 and err == ""
+    ints = reference.scores(params, imgs)
+    labels = reference.predict(params, ints)
+    affine = reference.affine_scores(params, ints)
+    lines = out.splitlines()
+    assert len(lines) == 3
+    for line, path, k, a in zip(lines, paths, labels, affine):
+        m = LINE.match(line)
+        assert m, line
+        assert m["path"] == path and m["label"] == params.class_names[k]
+        assert float(m["score"]) == pytest.approx(a[k], abs=1e-4)
+
+
+def test_classify_json(capsys, model, files):
+    params, mpath = model
+    imgs, paths, _ = files
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--json", *paths)
+    assert code == 0
+    records = json.loads(out)
+    ints = reference.scores(params, imgs)
+    assert isinstance(records, list) and len(records) == 3
+    for rec, path, k, a, i in zip(records, paths, reference.predict(params, ints),
+                                  reference.affine_scores(params, ints), ints):
+        assert {"path", "label", "index", "scores"} <= set(rec)
+        assert rec["path"] == path and rec["index"] == k and rec["label"] == params.class_names[k]
+        assert rec["scores"] == pytest.approx(list(a))
+        assert rec["int_scores"] == list(i)
+
+
+def test_classify_bad_image_keeps_the_others(capsys, model, files, tmp_path):
+    _, mpath = model
+    _, paths, bad = files
+    missing = str(tmp_path / "nope.jpg")
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath,
+                         paths[0], bad, paths[1], missing)
+    assert code == 2
+    assert [LINE.match(x)["path"] for x in out.splitlines()] == [paths[0], paths[1]]
+    errs = err.splitlines()
+    assert len(errs) == 2 and "Traceback" not in err
+    assert bad in errs[0] and "not an image" in errs[0]
+    assert missing in errs[1] and "no such file" in errs[1]
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--json",
+                         paths[0], bad)
+    assert code == 2 and [r["path"] for r in json.loads(out)] == [paths[0]]
+    assert bad in one_line(err)
+
+
+def _dataset(tmp_path, params, n=20, wrong=(1, 5, 6)):
+    x = random_images(n, 32, seed=77)
+    pred = reference.predict(params, reference.scores(params, x))
+    y = pred.copy()
+    for i in wrong:
+        y[i] = (y[i] + 1) % 10
+    path = str(tmp_path / "data.npz")
+    np.savez(path, x=x, y=y.astype(np.uint8))
+    return path, x, y, pred
+
+
+def test_eval_accuracy_equals_the_reference(capsys, model, tmp_path):
+    params, mpath = model
+    data, x, y, pred = _dataset(tmp_path, params)
+    code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--batch", "7", data)
+    assert code == 0
+    assert "accuracy: 0.8500 (17/20)" in out
+    assert re.search(r"images/s: \d+\.\d", out)
+    assert "\r" not in err  # no progress bar: stderr is not a terminal here
+    code, out, err = run(capsys, "eval", "--backend", "mock", "--model", mpath, "--json",
+                         "--limit", "4", "--batch", "3", data)
+    assert code == 0
+    rec = json.loads(out)
+    assert {"accuracy", "n", "images_per_s"} <= set(rec)
+    assert rec["n"] == 4 and rec["accuracy"] == pytest.approx(np.mean(pred[:4] == y[:4]))
+    assert rec["images_per_s"] > 0
+
+
+def test_eval_progress_bar_on_a_terminal(capsys, model, tmp_path, monkeypatch):
+    params, mpath = model
+    data, *_ = _dataset(tmp_path, params, n=6, wrong=(1,))
+    monkeypatch.setattr("pynq_bnn.cli._stderr_isatty", lambda: True)
+    code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--batch", "2", data)
+    assert code == 0 and "\r[" in err and "6/6" in err
+
+
+@pytest.mark.parametrize("content,problem", [
+    ("text", "not a readable .npz|not an .npz"),
+    ("nokey", "missing array 'y'"),
+    ("float", "expected uint8"),
+    ("labels", "labels outside"),
+    ("length", "3 images but 2 labels"),
+    ("missing", "no such file"),
+])
+def test_eval_bad_npz_is_one_line_and_exit_2(capsys, model, tmp_path, content, problem):
+    path = str(tmp_path / "d.npz")
+    x = random_images(3, 32)
+    if content == "text":
+        with open(path, "w") as f:
+            f.write("hello")
+    elif content == "nokey":
+        np.savez(path, x=x)
+    elif content == "float":
+        np.savez(path, x=x.astype(np.float32), y=np.zeros(3, np.uint8))
+    elif content == "labels":
+        np.savez(path, x=x, y=np.array([0, 10, 2]))
+    elif content == "length":
+        np.savez(path, x=x, y=np.zeros(2, np.uint8))
+    code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", model[1], path)
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert path in line and re.search(problem, line), line
+
+
+def test_bench_json(capsys, model):
+    code, out, err = run(capsys, "bench", "--backend", "cpu", "--model", model[1], "--batch", "4",
+                         "--runs", "2", "--json")
+    assert code == 0
+    rec = json.loads(out)
+    assert {"backend", "batch", "runs", "images_per_s", "timings"} <= set(rec)
+    assert set(rec["timings"]) >= {"preprocess", "layer1", "transfer", "kernel", "post", "total"}
+    assert rec["batch"] == 4 and rec["runs"] == 2 and rec["images_per_s"] > 0
+    code, out, err = run(capsys, "bench", "--backend", "cpu", "--model", model[1], "--batch", "3",
+                         "--runs", "1")
+    assert code == 0 and "images/s:" in out and "kernel" in out
+
+
+def test_info_json(capsys, model):
+    code, out, err = run(capsys, "info", "--json", "--backend", "cpu", "--model", model[1])
+    assert code == 0, err
+    rec = json.loads(out)
+    assert {"version", "backend", "board", "bitstream", "bitstream_found", "model",
+            "checksum"} <= set(rec)
+    assert rec["version"] == __version__ and rec["model"] == model[1]
+    assert rec["checksum"] == model[0].checksum and rec["backend"] == "cpu"
+    code, out, err = run(capsys, "info", "--backend", "cpu", "--model", model[1])
+    assert code == 0 and "checksum:" in out
+
+
+def test_info_with_a_bad_model_still_reports(capsys, tmp_path):
+    bad = str(tmp_path / "bad.npz")
+    with open(bad, "wb") as f:
+        f.write(b"garbage")
+    code, out, err = run(capsys, "info", "--json", "--backend", "cpu", "--model", bad)
+    assert code == 1
+    rec = json.loads(out)
+    assert rec["checksum"] is None and bad in rec["model_error"]
+    assert bad in one_line(err)
+
+
+@pytest.mark.parametrize("command", [["classify", "x.png"], ["eval", "d.npz"], ["bench"]])
+def test_bad_model_file_exit_1_one_line(capsys, tmp_path, command):
+    bad = str(tmp_path / "model.npz")
+    with open(bad, "wb") as f:
+        f.write(b"PK\x03\x04 truncated zip")
+    code, out, err = run(capsys, command[0], "--backend", "cpu", "--model", bad, *command[1:])
+    assert code == 1 and out == ""
+    line = one_line(err)
+    assert line.startswith("pynq-bnn: error:") and bad in line
+
+
+def test_debug_shows_the_exception(tmp_path):
+    bad = str(tmp_path / "model.npz")
+    with open(bad, "wb") as f:
+        f.write(b"garbage")
+    with pytest.raises(ParamsError):
+        main(["classify", "--debug", "--backend", "cpu", "--model", bad, "x.png"])
+    with pytest.raises(ParamsError):
+        main(["--debug", "classify", "--backend", "cpu", "--model", bad, "x.png"])
+
+
+def test_verbose_logs_to_stderr(capsys, model, files):
+    code, out, err = run(capsys, "-v", "classify", "--backend", "cpu", "--model", model[1],
+                         files[1][0])
+    assert code == 0 and len(out.splitlines()) == 1
+    assert "INFO" in err and "backend cpu" in err
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", model[1], files[1][0])
+    assert code == 0 and err == ""
+
+
+def test_main_leaves_logging_as_it_was(capsys, model, files):
+    import logging
+    pkg = logging.getLogger("pynq_bnn")
+    before = (list(pkg.handlers), pkg.level, pkg.propagate)
+    run(capsys, "--debug", "classify", "--backend", "cpu", "--model", model[1], files[1][0])
+    run(capsys, "classify", "--backend", "cpu", "--model", "/nonexistent.npz", files[1][0])
+    assert (list(pkg.handlers), pkg.level, pkg.propagate) == before
+
+
+def test_many_files_are_classified_in_chunks(capsys, model, files, monkeypatch):
+    import pynq_bnn.classifier as c
+    monkeypatch.setattr(c, "DEFAULT_CHUNK", 2)
+    imgs, paths, bad = files
+    argv = paths + [bad] + paths
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", model[1], *argv)
+    assert code == 2 and len(out.splitlines()) == 6 and bad in one_line(err)
+    assert [LINE.match(x)["path"] for x in out.splitlines()] == paths + paths
+
+
+def test_unavailable_backend_exit_1_one_line(capsys, model, files):
+    code, out, err = run(capsys, "classify", "--backend", "pynq", "--model", model[1], files[1][0])
+    assert code == 1 and out == ""
+    assert one_line(err).startswith("pynq-bnn: error:")
+
+
+def test_hardware_timeout_exit_1_one_line(capsys, model, files, monkeypatch):
+    import pynq_bnn.cli as cli
+    monkeypatch.setattr(cli, "_backend_options",
+                        lambda args: {"faults": {"never_done": True}, "timeout": 0.2})
+    code, out, err = run(capsys, "classify", "--backend", "mock", "--model", model[1], *files[1])
+    assert code == 1 and out == "" and "Traceback" not in err
+    # exactly one error line; the driver may add a WARNING record while it cleans up
+    errors = [x for x in err.splitlines() if x.startswith("pynq-bnn: error:")]
+    assert len(errors) == 1 and "did not finish" in errors[0]
+    assert all(x.startswith(("pynq-bnn: error:", "pynq-bnn: WARNING:")) for x in err.splitlines())
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in ([], ["classify"], ["eval", "--batch", "0", "d.npz"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_subprocess(model, files):
+    _, mpath = model
+    _, paths, bad = files
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "pynq_bnn.cli", "classify", "--backend", "cpu",
+                           "--model", mpath, paths[0], bad, paths[2]],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert [LINE.match(x)["path"] for x in proc.stdout.splitlines()] == [paths[0], paths[2]]
+    assert bad in one_line(proc.stderr)
+    proc = subprocess.run([sys.executable, "-m", "pynq_bnn", "info", "--json", "--backend", "cpu",
+                           "--model", mpath], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model"] == mpath
