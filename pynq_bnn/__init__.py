@@ -1,6 +1,6 @@
 """pynq-bnn: a binarized neural network (BinaryNet CIFAR-10) on PYNQ boards, from Python."""
-from .errors import (BackendUnavailable, BnnError, HardwareError, HardwareTimeout, ImageError,
-                     ParamsError)
+from .errors import (BackendUnavailable, BnnError, CameraError, HardwareError, HardwareTimeout,
+                     ImageError, ParamsError)
 from .network import Network
 from .params import LayerParams, Params, load_params, save_params
 
@@ -8,4 +8,12 @@ __version__ = "0.1.0"
 
 __all__ = ["Network", "Params", "LayerParams", "load_params", "save_params", "BnnError",
            "ParamsError", "ImageError", "HardwareError", "HardwareTimeout", "BackendUnavailable",
-           "__version__"]
+           "CameraError", "Classifier", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy: the classifier pulls in Pillow and the backends; `import pynq_bnn` stays light.
+    if name == "Classifier":
+        from .classifier import Classifier
+        return Classifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

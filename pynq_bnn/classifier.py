@@ -31,16 +31,17 @@ closed classifier refuses further work.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import first_layer, reference
+from . import reference
+from .fast_first_layer import FirstLayer
 from .errors import BnnError, HardwareError, ImageError, ParamsError
 from .params import Params, load_params, validate
 from .preprocess import LoadedItem, load_images, load_items
@@ -67,8 +68,12 @@ def default_model_path() -> str:
 
 
 def default_layer1(params: Params) -> Callable[[np.ndarray], np.ndarray]:
-    """The host layer-1 function for ``params``: ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``."""
-    return functools.partial(first_layer.conv1_packed, params)
+    """The host layer-1 function for ``params``: ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``.
+
+    The fused, preallocated :class:`~pynq_bnn.fast_first_layer.FirstLayer`, bit-identical to
+    the spec's :func:`pynq_bnn.first_layer.conv1_packed` (tests/test_engine.py).
+    """
+    return FirstLayer(params)
 
 
 @dataclass
@@ -220,6 +225,7 @@ class Classifier:
         self.layer1: Callable[[np.ndarray], np.ndarray] = default_layer1(self.params)
         self._backend = None
         self._closed = False
+        self._lifecycle = threading.Lock()  # open/close from several threads: one backend
 
     # ------------------------------------------------------------------ properties
 
@@ -257,26 +263,36 @@ class Classifier:
         HardwareError, ParamsError
             The backend refused the model or misbehaved while loading it.
         """
-        if self._closed:
-            raise BnnError("classifier is closed")
-        if self._backend is not None:
+        if self._backend is not None and not self._closed:
             return self
-        from .backends import open_backend  # lazy: backends may import pynq on a board
+        with self._lifecycle:
+            if self._closed:
+                raise BnnError("classifier is closed")
+            if self._backend is not None:
+                return self
+            from .backends import open_backend  # lazy: backends may import pynq on a board
 
-        be = open_backend(name=self.backend_name, **self.backend_options)
-        try:
-            be.load(self.params)
-        except BaseException:
-            be.close()
-            raise
-        self._backend = be
+            be = open_backend(name=self.backend_name, **self.backend_options)
+            try:
+                be.load(self.params)
+            except BaseException:
+                be.close()
+                raise
+            self._backend = be
         log.info("classifier: backend %s, model %s", be.name, self.model_path or "<Params>")
         return self
 
+    def reset(self) -> None:
+        """Make the backend usable again after a HardwareTimeout. Does nothing before open()."""
+        be = self._backend
+        if be is not None and hasattr(be, "reset"):
+            be.reset()
+
     def close(self) -> None:
         """Release the backend. Idempotent."""
-        self._closed = True
-        be, self._backend = self._backend, None
+        with self._lifecycle:
+            self._closed = True
+            be, self._backend = self._backend, None
         if be is not None:
             be.close()
 

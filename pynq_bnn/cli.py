@@ -172,26 +172,29 @@ def _stderr_isatty() -> bool:
 # ----------------------------------------------------------------------------- classify
 
 def cmd_classify(args) -> int:
-    records = []
+    records = None
     failed = 0
-    with _classifier(args) as clf:
-        # In chunks, so that results stream out while a long list of files is processed.
-        for i in range(0, len(args.images), clf.chunk):
-            result = clf.classify_many(list(args.images[i:i + clf.chunk]))
-            failed += result.n_failed
-            for p in result:
-                if not p.ok:
-                    _err(str(p.error))
-                elif args.json:
-                    records.append({"path": p.source, "label": p.label, "index": p.index,
-                                    "score": _finite(p.score),
-                                    "scores": [_finite(v) for v in p.scores],
-                                    "int_scores": [int(v) for v in p.int_scores]})
-                else:
-                    _out(f"{p.source}: {p.label} {p.score:.4f}")
-            sys.stdout.flush()
-    if args.json:
-        _dump_json(records)
+    try:
+        with _classifier(args) as clf:
+            records = []
+            # In chunks, so that results stream out while a long list of files is processed.
+            for i in range(0, len(args.images), clf.chunk):
+                result = clf.classify_many(list(args.images[i:i + clf.chunk]))
+                failed += result.n_failed
+                for p in result:
+                    if not p.ok:
+                        _err(str(p.error))
+                    elif args.json:
+                        records.append({"path": p.source, "label": p.label, "index": p.index,
+                                        "score": _finite(p.score),
+                                        "scores": [_finite(v) for v in p.scores],
+                                        "int_scores": [int(v) for v in p.int_scores]})
+                    else:
+                        _out(f"{p.source}: {p.label} {p.score:.4f}")
+                sys.stdout.flush()
+    finally:
+        if args.json and records is not None:  # also when a later chunk fails: keep what we have
+            _dump_json(records)
     if failed:
         log.info("%d of %d images failed", failed, len(args.images))
     return EXIT_INPUT if failed else EXIT_OK
@@ -312,10 +315,14 @@ def cmd_bench(args) -> int:
         model = clf.model_path
     mean = {k: v / args.runs for k, v in sums.items()}
     ips = args.batch / mean["total"] if mean["total"] > 0 else float("inf")
+    from .bench import bench_report, format_report  # overlap, driver overhead, HLS estimate
+    perf = bench_report(backend=backend, batch=args.batch, model=model,
+                        **_backend_options(args))
     if args.json:
         _dump_json({"backend": backend, "model": model, "batch": args.batch, "runs": args.runs,
                     "images_per_s": _finite(ips), "timings": mean,
-                    "per_image_s": {k: v / args.batch for k, v in mean.items()}})
+                    "per_image_s": {k: v / args.batch for k, v in mean.items()},
+                    "performance": perf})
         return EXIT_OK
     _out(f"backend {backend}, batch {args.batch}, {args.runs} runs (after 1 warm-up), "
          f"model {model or '<params>'}")
@@ -323,6 +330,7 @@ def cmd_bench(args) -> int:
     for k in stage_names:
         _out(f"{k:<12}{1e3 * mean[k]:>12.3f}{1e3 * mean[k] / args.batch:>12.4f}")
     _out(f"images/s: {ips:.1f}")
+    _out(format_report(perf))
     return EXIT_OK
 
 

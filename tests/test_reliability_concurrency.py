@@ -68,7 +68,7 @@ def test_threads_sharing_a_classifier_each_get_their_own_result(options):
     images = random_images(THREADS * 8, 8, seed=33).reshape(THREADS, 8, 8, 8, 3)
     expected = [reference.scores(PARAMS, images[t]) for t in range(THREADS)]
     with Classifier(PARAMS, backend="mock", kernel="reference", **options) as c:
-        c.open()     # first use from several threads at once: see the xfail test below
+        c.open()     # concurrent first use is tested below
         be = c.backend
 
         def worker(t):
@@ -85,9 +85,6 @@ def test_threads_sharing_a_classifier_each_get_their_own_result(options):
         assert be.memory.live_allocations == 3
 
 
-@pytest.mark.xfail(strict=True, reason="Classifier.open() is not thread-safe: two threads "
-                   "using a fresh Classifier both open a backend and one is never closed "
-                   "(reported to the lead with a patch)")
 def test_concurrent_first_use_opens_one_backend(monkeypatch):
     opened = []
     real = accelerated.open_mock

@@ -171,9 +171,6 @@ def test_slow_kernel_with_interrupt_and_chunks_is_still_exact():
         assert r.timings["kernel"] >= 3 * 0.02   # three starts, each at least the latency
 
 
-@pytest.mark.xfail(strict=True, reason="cli classify --json prints its records only after the "
-                   "last chunk: a hardware error in a later chunk loses every result already "
-                   "computed (text mode prints them); reported to the lead with a patch")
 def test_cli_json_keeps_results_computed_before_a_hardware_error(tmp_path, capsys, monkeypatch):
     import json
 
