@@ -18,7 +18,6 @@ fastest round. The machine may be shared (a training job): compare ratios, not a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network, engine, reference  # noqa: E402
+from pynq_bnn.bench import cpu_model, emit_json  # noqa: E402
 from pynq_bnn.fast_first_layer import FirstLayer  # noqa: E402
 from pynq_bnn.first_layer import conv1_packed  # noqa: E402
 from pynq_bnn.random_net import random_images, random_params  # noqa: E402
@@ -53,17 +53,6 @@ def measure(fn, batch: int, min_time: float, rounds: int) -> dict:
     return {"images_per_s": round(statistics.median(rates), 1), "best": round(max(rates), 1),
             "images_per_cpu_s": round(statistics.median(cpu_rates), 1),
             "rounds": [round(r, 1) for r in rates]}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def torch_model(torch, net: Network, params):
@@ -270,11 +259,7 @@ def main(argv=None):
             10000 / R["pipeline"]["batch64"]["images_per_s"], 1)
     res["ratios"] = ratios
     res["machine"]["loadavg_end"] = list(os.getloadavg())
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(res, args.out)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ target is under 0.2 ms per batch (docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network  # noqa: E402
-from pynq_bnn.bench import _cpu_model, _loadavg, driver_overhead  # noqa: E402
+from pynq_bnn.bench import cpu_model, emit_json, loadavg, driver_overhead  # noqa: E402
 from pynq_bnn.random_net import random_params  # noqa: E402
 
 TARGET_MS = 0.2
@@ -34,20 +33,16 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
     params = random_params(Network.full(), seed=0)
-    result = {"machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
-                          "load_average_before": _loadavg()},
+    result = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+                          "load_average_before": loadavg()},
               "network": "full BinaryNet (random weights)", "target_ms_per_batch": TARGET_MS}
     result.update(driver_overhead(params, batches=args.batches, calls=args.calls,
                                   rounds=args.rounds, interrupt=args.interrupt))
-    result["machine"]["load_average_after"] = _loadavg()
+    result["machine"]["load_average_after"] = loadavg()
     result["under_target_cpu"] = all(
         v[k]["cpu_ms"] < TARGET_MS for key, v in result.items() if key.startswith("batch")
         for k in ("run", "submit_wait"))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

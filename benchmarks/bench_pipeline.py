@@ -16,14 +16,13 @@ and the median reported. Scores are checked equal.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network  # noqa: E402
-from pynq_bnn.bench import _cpu_model, _loadavg, pipeline_overlap  # noqa: E402
+from pynq_bnn.bench import cpu_model, emit_json, loadavg, pipeline_overlap  # noqa: E402
 from pynq_bnn.random_net import random_params  # noqa: E402
 
 
@@ -39,19 +38,15 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
     params = random_params(Network.full(), seed=0)
-    result = {"machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
-                          "load_average_before": _loadavg()},
+    result = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+                          "load_average_before": loadavg()},
               "network": "full BinaryNet (random weights)", "backend": "mock", "runs": []}
     for r in args.ratios:
         result["runs"].append(dict(kernel_vs_layer1=r, **pipeline_overlap(
             params, "mock", args.batch, args.batches, args.rounds, kernel_vs_layer1=r,
             interrupt=not args.no_interrupt, threads=args.threads)))
-    result["machine"]["load_average_after"] = _loadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    result["machine"]["load_average_after"] = loadavg()
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

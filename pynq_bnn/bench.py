@@ -393,8 +393,8 @@ def bench_report(backend: str = "mock", batch: int = 64, model=None, n_batches: 
         backend = "pynq" if ok else "cpu"
     report: Dict[str, Any] = {
         "backend": backend, "batch": batch, "model": model_name,
-        "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count(),
-                    "load_average": _loadavg()},
+        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+                    "load_average": loadavg()},
         "note": "wall-clock times depend on machine load; ratios are measured in one process",
     }
     report["pipeline"] = pipeline_overlap(params, backend, batch, n_batches, rounds,
@@ -444,7 +444,8 @@ def format_report(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (for benchmark records)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -455,8 +456,19 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _loadavg():
+def loadavg():
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def emit_json(result: dict, out: str = None) -> None:
+    """Print a benchmark result as JSON, and write it to ``out`` when given."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
