@@ -7,8 +7,9 @@ variables (all optional):
     backend name for :class:`~pynq_bnn.classifier.Classifier`: ``auto`` (default: the board
     when there is one, else the CPU engine), ``pynq``, ``mock`` or ``cpu``.
 ``PYNQ_BNN_MOCK_KERNEL``
-    what the ``mock`` backend's simulated IP computes with: ``reference`` (default here: the
-    numpy reference, ~0.1-0.5 s per image) or ``auto`` / ``hls-lib`` (the compiled HLS C model,
+    what the ``mock`` backend's simulated IP computes with: ``engine`` (default here when the
+    native CPU engine is built, else ``reference``: the numpy reference, ~0.1-0.5 s per image)
+    or ``auto`` / ``hls-lib`` (the compiled HLS C model,
     slower still).
 ``PYNQ_BNN_MODEL``
     a parameter file to use instead of the shipped model.
@@ -74,12 +75,15 @@ def backend_from_env(default: str = "auto") -> Tuple[str, dict]:
     """``(backend name, options)`` for :class:`~pynq_bnn.classifier.Classifier`.
 
     The name is ``$PYNQ_BNN_BACKEND`` (else ``default``). For ``mock`` the options pick the
-    numpy-reference kernel (``$PYNQ_BNN_MOCK_KERNEL`` overrides) so a notebook stays fast.
+    native-engine kernel, or the numpy reference without it (``$PYNQ_BNN_MOCK_KERNEL``
+    overrides), so a notebook stays fast.
     """
     name = os.environ.get(BACKEND_ENV, "").strip().lower() or default
     options = {}
     if name == "mock":
-        options["kernel"] = os.environ.get(MOCK_KERNEL_ENV, "").strip() or "reference"
+        from .engine import native_available
+        fast = "engine" if native_available() else "reference"
+        options["kernel"] = os.environ.get(MOCK_KERNEL_ENV, "").strip() or fast
     return name, options
 
 

@@ -79,11 +79,25 @@ def test_mock_rejects_unknown_faults():
         open_backend("mock", faults={"explode": True})
 
 
+@pytest.mark.parametrize("kernel", ["engine", "reference"])
+def test_mock_cpu_kernels_match_reference(small, kernel):
+    from pynq_bnn import engine
+    if kernel == "engine" and not engine.native_available():
+        pytest.skip("native CPU engine not built")
+    params, packed, expected = small
+    with open_backend("mock", kernel=kernel, max_batch=4) as be:
+        be.load(params)
+        assert be.describe()["kernel"] == {"engine": "native engine",
+                                           "reference": "numpy reference"}[kernel]
+        np.testing.assert_array_equal(be.run(packed), expected)
+        np.testing.assert_array_equal(be.run(packed[:1]), expected[:1])  # engine reused
+
+
 def test_mock_hls_lib_kernel_when_built_else_unavailable(small):
     from pynq_bnn.backends.sim import resolve_kernel
     kernel, lib = resolve_kernel("auto")
     if lib is None:
-        assert kernel == "numpy reference"
+        assert kernel in ("native engine", "numpy reference")
         with pytest.raises(BackendUnavailable, match="not built"):
             open_backend("mock", kernel="hls-lib")
         return

@@ -68,11 +68,13 @@ def test_cpu_engine_matches_reference(params, images, expected, isa):
     np.testing.assert_array_equal(eng.binary_scores(conv1_packed(params, images)), expected)
 
 
-@pytest.mark.parametrize("kernel", ["reference", "hls-lib"])
+@pytest.mark.parametrize("kernel", ["reference", "engine", "hls-lib"])
 def test_mock_accelerator_matches_reference(params, images, expected, kernel):
     from pynq_bnn import hls_lib
     if kernel == "hls-lib" and hls_lib.load() is None:
         pytest.skip("HLS C-simulation library not built (make -C hls_src lib)")
+    if kernel == "engine" and not engine.native_available():
+        pytest.skip("native CPU engine not built")
     n = len(images) if kernel == "reference" else 8  # the C model is slow
     with open_backend("mock", kernel=kernel, max_batch=16) as be:
         be.load(params)

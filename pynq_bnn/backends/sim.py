@@ -283,15 +283,40 @@ def _hls_library():
         return None
 
 
+KERNELS = ("auto", "hls-lib", "engine", "reference")
+
+
 def resolve_kernel(kernel: str = "auto"):
-    """(description, hls library or None) for ``kernel`` = "auto" | "hls-lib" | "reference"."""
-    if kernel not in ("auto", "hls-lib", "reference"):
-        raise ValueError(f"kernel {kernel!r}: use 'auto', 'hls-lib' or 'reference'")
-    lib = None if kernel == "reference" else _hls_library()
+    """(description, hls library or None) for ``kernel`` in :data:`KERNELS`.
+
+    "auto" takes the compiled HLS source when it is built (the closest thing to the board),
+    else the native CPU engine, else the numpy reference; all three give the same integers.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+    lib = _hls_library() if kernel in ("auto", "hls-lib") else None
     if kernel == "hls-lib" and lib is None:
         raise BackendUnavailable("kernel='hls-lib' but the HLS C-simulation library is not built "
                                  "(see hls_src/README.md); use kernel='reference'")
-    return ("hls-lib" if lib is not None else "numpy reference"), lib
+    if lib is not None:
+        return "hls-lib", lib
+    if kernel in ("auto", "engine"):
+        from .. import engine
+        if engine.native_available():
+            return "native engine", None
+        if kernel == "engine":
+            raise BackendUnavailable("kernel='engine' but the native CPU engine is not built")
+    return "numpy reference", None
+
+
+class _ReferenceKernel:
+    """The numpy reference behind the same ``binary_scores(packed)`` call as the engine."""
+
+    def __init__(self, reference, model):
+        self._reference, self._model = reference, model
+
+    def binary_scores(self, packed):
+        return self._reference.binary_scores(self._model, packed)
 
 
 class SimBnnKernel:
@@ -304,8 +329,8 @@ class SimBnnKernel:
     faults : Faults, dict, iterable or None
         Injected faults (:class:`Faults`); kept in ``self.faults`` and changeable later.
     kernel : str
-        "auto" (the HLS C library when built, else the numpy reference), "hls-lib",
-        "reference".
+        "auto" (the HLS C library when built, else the native CPU engine, else the numpy
+        reference), "hls-lib", "engine", "reference".
     """
 
     def __init__(self, memory: SimMemory, faults=None, kernel: str = "auto"):
@@ -313,6 +338,7 @@ class SimBnnKernel:
         self.log = memory.log
         self.faults = Faults.coerce(faults)
         self.kernel, self._lib = resolve_kernel(kernel)
+        self._engine = None         # (parameter image it was built from, Engine)
         self.starts = 0
         self.reset()
 
@@ -435,6 +461,17 @@ class SimBnnKernel:
             0.0, float(self.faults.latency) + n * float(self.faults.latency_per_image))
         self._advance()
 
+    def _cpu_kernel(self, words: np.ndarray, model):
+        """What computes the scores off the HLS library: the native engine (rebuilt only when
+        the parameter image in DDR changes) or the numpy reference."""
+        if self.kernel != "native engine":
+            from .. import reference
+            return _ReferenceKernel(reference, model)
+        if self._engine is None or not np.array_equal(self._engine[0], words):
+            from ..engine import Engine
+            self._engine = (words.copy(), Engine(model))
+        return self._engine[1]
+
     def _execute(self, n: int):
         """Run the kernel on the DDR snapshot; return (abi_id, scores address, scores or None)."""
         abi_id = abi.ABI_ID
@@ -460,10 +497,9 @@ class SimBnnKernel:
                 if getattr(self._lib, "last_status", "ok") == "refused":
                     raise abi.AbiError("the HLS kernel refused the parameter image")
             else:
-                from .. import reference
                 l1 = net.first_layer
                 packed = inputs.reshape(n, l1.out_size, l1.out_size, l1.out_channels // 64)
-                scores[:] = reference.binary_scores(model, packed)
+                scores[:] = self._cpu_kernel(words, model).binary_scores(packed)
         except Exception as e:  # bus error, malformed image, C model failure: no output
             msg = f"start {self.starts} (n_images={n}): {type(e).__name__}: {e}; no scores written"
             self.log.errors.append(msg)
