@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .network import WORD_BITS, Layer, Network
+from .network import Layer, Network
 
 ABI_MAGIC = 0x424E  # "BN"
 ABI_VERSION = 1

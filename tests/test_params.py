@@ -1,5 +1,4 @@
 """Parameter file: round trip, and every corruption raises ParamsError naming the field."""
-import io
 import json
 import zipfile
 

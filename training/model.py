@@ -16,7 +16,7 @@ and ``w_q`` the int8 weights (per-output-channel scale ``c_w = max|w| / 127``); 
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
