@@ -59,14 +59,51 @@ def model_to_params(model: BinaryNet, class_names=CIFAR10_CLASSES, description: 
                   dict(training or {}))
 
 
+EVAL_FORMAT = "pynq-bnn-eval-checkpoint-1"
+
+
+def save_eval_checkpoint(model: BinaryNet, path: Path, meta: dict) -> None:
+    """What the eval mode needs, compactly: binary layers' latent weights as packed sign bits
+    (eval uses only their signs), layer 1's weights and every batch norm in float32.
+
+    A full-width model is 2.3 MB this way instead of 56 MB of float32 latent weights.
+    """
+    state = {}
+    for k, v in model.state_dict().items():
+        name = k.split(".", 1)[1] if k.startswith("weights.") else None
+        if name is not None and name != model.layer_specs[0].name:
+            w = v.detach().cpu()
+            state[k] = {"signs": torch.from_numpy(np.packbits((w >= 0).numpy().ravel())),
+                        "shape": tuple(w.shape)}
+        else:
+            state[k] = v.detach().cpu().clone()
+    torch.save(dict(meta, format=EVAL_FORMAT, network=model.network.to_dict(), model=state), path)
+
+
+def _expand_eval_state(state: dict) -> dict:
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, dict):
+            n = int(np.prod(v["shape"]))
+            bits = np.unpackbits(v["signs"].numpy())[:n].reshape(v["shape"])
+            out[k] = torch.from_numpy(np.where(bits == 1, 1.0, -1.0).astype(np.float32))
+        else:
+            out[k] = v
+    return out
+
+
 def load_model(run_dir: Path, which: str = "best", device: str = "cpu"):
+    """A model in eval mode from a run folder, a training checkpoint or an eval checkpoint."""
     path = Path(run_dir)
     if path.is_dir():
         path = path / ("best.pt" if which == "best" else "model.pt")
     ck = torch.load(path, map_location="cpu", weights_only=False)
     net = Network.from_dict(ck["network"])
     model = BinaryNet(net)
-    model.load_state_dict(ck["model"])
+    state = ck["model"]
+    if ck.get("format") == EVAL_FORMAT:
+        state = _expand_eval_state(state)
+    model.load_state_dict(state)
     model.to(device).eval()
     return model, ck, path
 
@@ -81,6 +118,8 @@ def main(argv=None) -> int:
     ap.add_argument("--verify", type=int, default=0, help="check reference == torch on N test images")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--description", default="")
+    ap.add_argument("--eval-checkpoint", type=Path,
+                    help="also write the compact eval checkpoint (sign bits + batch norms) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -119,6 +158,10 @@ def main(argv=None) -> int:
         f"BinaryNet {'-'.join(map(str, model.network.conv_channels))}/"
         f"{'-'.join(map(str, model.network.fc_units))}-{model.network.n_classes} for CIFAR-10")
     params = model_to_params(model, CIFAR10_CLASSES, desc, training)
+    if args.eval_checkpoint:
+        save_eval_checkpoint(model, args.eval_checkpoint,
+                             {"epoch": epoch, "val_acc": val_acc, "config": cfg})
+        print(f"wrote {args.eval_checkpoint}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     checksum = save_params(params, args.out)
     print(f"wrote {args.out} (sha256 content {checksum[:16]}...)", flush=True)

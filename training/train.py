@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pynq_bnn.network import Network
+from training.compact_data import load_arrays
 from training.model import BinaryNet, disable_tf32
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -40,9 +41,10 @@ def make_network(width: str) -> Network:
     raise SystemExit(f"unknown --width {width!r} (half, full)")
 
 
-def load_split(data_dir: Path, seed: int, n_val: int = N_VAL):
-    d = np.load(data_dir / "train.npz")
-    x, y = d["x"], d["y"].astype(np.int64)
+def load_split(data: Path, seed: int, n_val: int = N_VAL):
+    """Train/validation split of a data folder's train.npz or of a compact pack file."""
+    x, y = load_arrays(data)
+    y = y.astype(np.int64)
     perm = np.random.default_rng(seed).permutation(len(x))
     val, tr = perm[:n_val], perm[n_val:]
     return (torch.from_numpy(x[tr]), torch.from_numpy(y[tr]),
@@ -50,16 +52,22 @@ def load_split(data_dir: Path, seed: int, n_val: int = N_VAL):
 
 
 def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop (``pad`` padding, mid-grey 128) + horizontal flip on uint8 NHWC, one gather."""
+    """Random crop (``pad`` padding, mid-grey 128) + horizontal flip on uint8 NHWC, one gather.
+
+    The random draws come from the CPU generator ``gen`` whatever the images' device, so a run
+    sees the same augmentation on a GPU as on the CPU; the gather runs where the images are.
+    """
     n, h, w, _ = images.shape
-    padded = F.pad(images.permute(0, 3, 1, 2), (pad, pad, pad, pad), value=128).permute(0, 2, 3, 1)
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     flip = torch.rand(n, generator=gen) < 0.5
-    ar_h, ar_w = torch.arange(h), torch.arange(w)
+    dev = images.device
+    oy, ox, flip = oy.to(dev), ox.to(dev), flip.to(dev)
+    padded = F.pad(images.permute(0, 3, 1, 2), (pad, pad, pad, pad), value=128).permute(0, 2, 3, 1)
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
     rows = oy[:, None] + ar_h[None, :]
     cols = torch.where(flip[:, None], ox[:, None] + (w - 1) - ar_w[None, :], ox[:, None] + ar_w[None, :])
-    idx = torch.arange(n)[:, None, None]
+    idx = torch.arange(n, device=dev)[:, None, None]
     return padded[idx, rows[:, :, None], cols[:, None, :]].contiguous()
 
 
@@ -122,10 +130,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                    help="bfloat16 autocast for the training pass (auto: on for cuda); the "
+                         "products of +1/-1 values are exact in bfloat16, eval stays exact")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--deadline", default="",
                     help="UTC time YYYY-mm-ddTHH:MM by which training must end: at every epoch "
                          "boundary the planned epochs shrink to what fits (cosine re-mapped)")
+    ap.add_argument("--time-budget-minutes", type=float, default=0.0,
+                    help="like --deadline, counted from the start of this command")
     ap.add_argument("--val-size", type=int, default=N_VAL, help="validation images held out")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (testing)")
     ap.add_argument("--limit-train", type=int, default=0, help="use only N training images (testing)")
@@ -136,6 +149,9 @@ def main(argv=None) -> int:
         raise SystemExit("--device cuda requested but CUDA is not available")
     dev = torch.device(args.device)
     disable_tf32()
+    use_amp = args.amp == "on" or (args.amp == "auto" and dev.type == "cuda")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -144,6 +160,8 @@ def main(argv=None) -> int:
     if args.limit_train:
         xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
     n_train = len(xtr)
+    if dev.type == "cuda":  # the whole training set lives on the GPU (150 MB): no copies per step
+        xtr, ytr = xtr.to(dev), ytr.to(dev)
     steps_per_epoch = n_train // args.batch
 
     torch.manual_seed(args.seed)
@@ -168,10 +186,19 @@ def main(argv=None) -> int:
                       file=sys.stderr)
         print(f"resumed from {out}: epoch {epoch} step {step_in_epoch} (global {global_step})",
               flush=True)
+        log_path = out / "log.jsonl"
+        if log_path.exists():  # epochs logged after the last checkpoint are trained again
+            lines = [l for l in log_path.read_text().splitlines() if l.strip()]
+            kept = [l for l in lines if json.loads(l)["epoch"] <= epoch]
+            if len(kept) != len(lines):
+                log_path.write_text("".join(l + "\n" for l in kept))
     model.to(dev)
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["network"] = network.to_dict()
+    config["torch"] = torch.__version__
+    config["device_name"] = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                             else f"cpu, {args.threads} threads")
     config["recipe"] = ("BinaryNet (STE sign, hard-tanh grad, latent clip [-1,1]), conv1 int8 "
                         "fake-quant; Adam on latent weights, linear warmup + cosine lr, batch "
                         f"{args.batch}; aug: random crop pad 4 + horizontal flip; BN eps 1e-4")
@@ -182,6 +209,9 @@ def main(argv=None) -> int:
     if args.deadline:
         import calendar
         deadline = calendar.timegm(time.strptime(args.deadline, "%Y-%m-%dT%H:%M"))
+    if args.time_budget_minutes:
+        budget_end = time.time() + args.time_budget_minutes * 60
+        deadline = budget_end if deadline is None else min(deadline, budget_end)
     epoch_times = []
 
     def fit_plan():
@@ -193,13 +223,21 @@ def main(argv=None) -> int:
         fits = epoch + max(0, int((deadline - time.time()) // per_epoch))
         new = max(epoch, min(args.epochs, fits))  # epoch = epochs done: never below it
         if new != planned:
-            print(f"deadline {args.deadline}: {per_epoch:.0f} s/epoch, plan {planned} -> {new} "
+            print(f"deadline: {per_epoch:.1f} s/epoch, plan {planned} -> {new} "
                   "epochs", flush=True)
             planned = new
 
     warmup = int(args.warmup_epochs * steps_per_epoch)
 
+    best_state = None  # (epoch, val_acc, state) not yet written to best.pt
+
     def save(tag_epoch, tag_step):
+        nonlocal best_state
+        if best_state is not None:
+            b_epoch, b_val, b_model = best_state
+            atomic_save({"network": network.to_dict(), "epoch": b_epoch, "val_acc": b_val,
+                         "config": config, "model": b_model}, out / "best.pt")
+            best_state = None
         meta = {"network": network.to_dict(), "epoch": tag_epoch, "step_in_epoch": tag_step,
                 "global_step": global_step, "best_val": best_val, "planned_epochs": planned,
                 "gen_state": gen.get_state(), "config": config}
@@ -218,22 +256,28 @@ def main(argv=None) -> int:
         gen_state = None
         model.train()
         t0 = time.time()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # running sums stay on the device: no host sync per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
         while step_in_epoch < steps_per_epoch:
             idx = perm[step_in_epoch * args.batch:(step_in_epoch + 1) * args.batch]
-            xb = augment(xtr[idx], gen).to(dev, non_blocking=True)
-            yb = ytr[idx].to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                idx = idx.to(dev)
+            xb = augment(xtr[idx], gen)
+            yb = ytr[idx]
             lr = lr_at(global_step, planned * steps_per_epoch, warmup, args.lr, args.lr_floor)
             for g in opt.param_groups:
                 g["lr"] = lr
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             model.clip_latent()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == yb).sum())
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)
             step_in_epoch += 1
             global_step += 1
@@ -243,34 +287,36 @@ def main(argv=None) -> int:
                 return 0
             if step_in_epoch % 50 == 0:
                 print(f"  epoch {epoch + 1} step {step_in_epoch}/{steps_per_epoch} "
-                      f"loss {loss_sum / max(seen, 1):.4f} lr {lr:.2e} "
+                      f"loss {float(loss_sum) / max(seen, 1):.4f} lr {lr:.2e} "
                       f"{(time.time() - t0) / max(seen, 1) * 1000:.1f} ms/img", flush=True)
             if time.time() - last_ckpt > args.ckpt_minutes * 60:
                 save(epoch, step_in_epoch)
                 last_ckpt = time.time()
                 print(f"  checkpoint epoch {epoch} step {step_in_epoch} "
-                      f"loss {loss_sum / max(seen, 1):.4f}", flush=True)
+                      f"loss {float(loss_sum) / max(seen, 1):.4f}", flush=True)
         train_time = time.time() - t0
         val_acc = accuracy(model, xval, yval)
         epoch += 1
         step_in_epoch = 0
-        rec = {"epoch": epoch, "global_step": global_step, "loss": loss_sum / max(seen, 1),
-               "train_acc": correct / max(seen, 1), "val_acc": val_acc,
+        rec = {"epoch": epoch, "global_step": global_step, "loss": float(loss_sum) / max(seen, 1),
+               "train_acc": int(correct) / max(seen, 1), "val_acc": val_acc,
                "epoch_seconds": round(time.time() - t0, 1), "train_seconds": round(train_time, 1),
                "images_seen_this_run": seen, "lr": lr, "planned_epochs": planned,
                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if val_acc > best_val:
             best_val = val_acc
-            atomic_save({"network": network.to_dict(), "epoch": epoch, "val_acc": val_acc,
-                         "config": config, "model": model_state_cpu(model)}, out / "best.pt")
-        save(epoch, 0)
-        last_ckpt = time.time()
+            best_state = (epoch, val_acc, model_state_cpu(model))
+        if seen == steps_per_epoch * args.batch:  # a whole epoch in this process: a fair sample
+            epoch_times.append(time.time() - t0)
+        fit_plan()
+        # checkpoint at the epoch's end when --ckpt-minutes have passed (short GPU epochs) and
+        # always after the last one; the log line is written after it, so log and files agree
+        if epoch >= planned or time.time() - last_ckpt > args.ckpt_minutes * 60:
+            save(epoch, 0)
+            last_ckpt = time.time()
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
-        if seen == n_train:  # a whole epoch in this process: a fair time sample
-            epoch_times.append(time.time() - t0)
-        fit_plan()
     print(f"done: {epoch} epochs, best val acc {best_val:.4f}", flush=True)
     return 0
 
