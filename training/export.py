@@ -1,11 +1,13 @@
 """Export a trained checkpoint to the pynq-bnn parameter file (docs/FORMAT.md section 8).
 
-    python -m training.export --checkpoint training/runs/half --out pynq_bnn/models/cifar10_bnn.npz
+    python -m training.export --checkpoint training/runs/full/best_eval.pt \
+        --out pynq_bnn/models/cifar10_bnn.npz --test --verify 200
 
-Takes ``best.pt`` (best validation accuracy) from the run folder by default (``--which last``
-takes ``model.pt``). The folded integers come from :meth:`training.model.BinaryNet.folded`, the
-same ones the PyTorch eval mode uses, so the file scores bit-exactly as the model evaluated in
-training. ``--test`` adds the CIFAR-10 test accuracy (JPEG copy) to the training metadata and
+Takes ``best.pt`` (best validation accuracy) from a run folder by default (``--which last``
+takes ``model.pt``), or a checkpoint file, including the compact eval checkpoint that
+``--eval-checkpoint`` writes (sign bits + batch norms: all that eval mode uses). The folded
+integers come from :meth:`training.model.BinaryNet.folded`, the same ones the PyTorch eval mode
+uses, so the file scores bit-exactly as the model evaluated in training. ``--test`` adds the CIFAR-10 test accuracy (JPEG copy) to the training metadata and
 ``--verify N`` checks ``pynq_bnn.reference.scores`` against the PyTorch int scores on N test images.
 """
 from __future__ import annotations
@@ -134,11 +136,15 @@ def main(argv=None) -> int:
     if val_acc is None and log:
         val_acc = next((r["val_acc"] for r in log if r["epoch"] == epoch), None)
     training = {
-        "framework": f"PyTorch {torch.__version__}",
+        "framework": f"PyTorch {cfg.get('torch', torch.__version__)}",
+        "device": cfg.get("device_name", cfg.get("device")),
         "dataset": "CIFAR-10 (JPEG-recompressed copy), 45k train / 5k validation split",
         "epochs": epoch,
-        "planned_epochs": cfg.get("epochs"),
+        "epochs_run": log[-1]["epoch"] if log else epoch,
+        # the schedule's length: --epochs, or what --deadline / --time-budget-minutes fitted
+        "planned_epochs": log[-1].get("planned_epochs", cfg.get("epochs")) if log else cfg.get("epochs"),
         "val_acc": val_acc,
+        "train_minutes": round(sum(r["epoch_seconds"] for r in log) / 60, 1) if log else None,
         "recipe": cfg.get("recipe"),
         "lr_peak": cfg.get("lr"),
         "batch": cfg.get("batch"),

@@ -1,13 +1,18 @@
-"""Train BinaryNet on CIFAR-10 with checkpoints and automatic resume.
+"""Train BinaryNet on CIFAR-10 with checkpoints and automatic resume (docs/TRAINING.md).
 
-    python -m training.train --width half --epochs 24 --out training/runs/half
+    python -m training.train --width full --device cuda --batch 200 --lr 3e-3 \
+        --epochs 500 --time-budget-minutes 8          # the shipped model's recipe, on one GPU
+    python -m training.train --width half --epochs 24   # CPU-sized variant
 
-Files in --out: ``model.pt`` (model state float32 + progress), ``optim.pt`` (Adam state in
-bfloat16, same progress stamp), ``best.pt`` (model state with the best validation accuracy),
-``log.jsonl`` (one JSON line per epoch), ``config.json``. Checkpoints are written at the end of
-every epoch and every ``--ckpt-minutes`` within an epoch (tmp file + rename); rerunning the same
-command resumes from them (a larger ``--epochs`` stretches the cosine schedule from the current
-step on). Validation accuracy comes from the bit-exact integer eval path.
+Files in --out (default training/runs/<width>): ``model.pt`` (model state float32 + progress),
+``optim.pt`` (Adam state in bfloat16, same progress stamp), ``best.pt`` (model state with the
+best validation accuracy), ``log.jsonl`` (one JSON line per epoch), ``config.json``.
+Checkpoints are written every ``--ckpt-minutes``, within an epoch or at its end, and after the
+last epoch (tmp file + rename); rerunning the same command resumes from them (a larger
+``--epochs`` stretches the cosine schedule from the current step on). ``--deadline`` /
+``--time-budget-minutes`` fit the number of epochs to the time. Validation accuracy comes from
+the bit-exact integer eval path. ``--data`` takes the CIFAR-10 folder or a compact pack
+(training/compact_data.py).
 """
 from __future__ import annotations
 
@@ -121,7 +126,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", default="half", choices=["half", "full", "tiny"])
     ap.add_argument("--epochs", type=int, default=24, help="planned total epochs (schedule length)")
-    ap.add_argument("--out", type=Path, default=Path("training/runs/half"))
+    ap.add_argument("--out", type=Path, default=None, help="run folder (training/runs/<width>)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate")
@@ -152,7 +157,7 @@ def main(argv=None) -> int:
     use_amp = args.amp == "on" or (args.amp == "auto" and dev.type == "cuda")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    out: Path = args.out
+    out: Path = args.out or Path("training/runs") / args.width
     out.mkdir(parents=True, exist_ok=True)
 
     network = make_network(args.width)
