@@ -31,11 +31,12 @@ What is modelled, and why
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Iterable, List, Optional, Tuple
+from typing import Deque, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -67,28 +68,47 @@ class SimLog:
     ``("start", n_images)``, ``("done", n_images)``, ``("flush", address, nbytes)``,
     ``("invalidate", address, nbytes)``, ``("alloc", address, nbytes)``, ``("free", address)``,
     ``("reset",)``. ``violations`` holds messages about protocol errors of the driver.
+
+    Only the latest ``max_events`` events are kept (``events`` is a list copy of them): a
+    camera loop left running on the mock must not grow the log without bound. ``dropped``
+    counts the events that fell off the front. Violations and errors are few and kept in full.
     """
 
-    def __init__(self):
-        self.events: List[tuple] = []
+    MAX_EVENTS = 100_000  # about 30 per kernel start: the last few thousand starts
+
+    def __init__(self, max_events: Optional[int] = None):
+        self._events: Deque[tuple] = collections.deque(maxlen=max_events or self.MAX_EVENTS)
+        self.dropped = 0
         self.violations: List[str] = []
         self.errors: List[str] = []
 
+    def record(self, *event) -> None:
+        """Append one event, e.g. ``record("write", offset, value)``."""
+        if len(self._events) == self._events.maxlen:
+            self.dropped += 1
+        self._events.append(event)
+
+    @property
+    def events(self) -> List[tuple]:
+        """The kept events, oldest first (a copy)."""
+        return list(self._events)
+
     def clear(self) -> None:
         """Forget everything recorded so far."""
-        self.events.clear()
+        self._events.clear()
+        self.dropped = 0
         self.violations.clear()
         self.errors.clear()
 
     @property
     def reads(self) -> List[Tuple[int, int]]:
         """(offset, value) of every register read, in order."""
-        return [(e[1], e[2]) for e in self.events if e[0] == "read"]
+        return [(e[1], e[2]) for e in self._events if e[0] == "read"]
 
     @property
     def writes(self) -> List[Tuple[int, int]]:
         """(offset, value) of every register write, in order."""
-        return [(e[1], e[2]) for e in self.events if e[0] == "write"]
+        return [(e[1], e[2]) for e in self._events if e[0] == "write"]
 
     def check_transactions(self, reads: Optional[Iterable] = None,
                            writes: Optional[Iterable] = None) -> None:
@@ -163,7 +183,7 @@ class SimMemory:
             self._next = end
             alloc = SimAllocation(address, nbytes)
             self._allocs.append(alloc)
-        self.log.events.append(("alloc", address, nbytes))
+        self.log.record("alloc", address, nbytes)
         return alloc
 
     def free(self, alloc: SimAllocation) -> None:
@@ -173,7 +193,7 @@ class SimMemory:
                 return
             alloc.live = False
             self._allocs.remove(alloc)
-        self.log.events.append(("free", alloc.address))
+        self.log.record("free", alloc.address)
 
     @property
     def live_allocations(self) -> int:
@@ -206,13 +226,13 @@ class SimMemory:
     def flush(self, address: int, host_bytes) -> None:
         """Host -> DDR: write the host copy of a buffer (or part of one) back to memory."""
         data = np.frombuffer(host_bytes, dtype=np.uint8)
-        self.log.events.append(("flush", int(address), data.size))
+        self.log.record("flush", int(address), data.size)
         a, off = self._find(int(address), data.size)
         a.ddr[off:off + data.size] = data
 
     def invalidate(self, address: int, nbytes: int) -> np.ndarray:
         """DDR -> host: the bytes the host must see after dropping its cached copy."""
-        self.log.events.append(("invalidate", int(address), int(nbytes)))
+        self.log.record("invalidate", int(address), int(nbytes))
         a, off = self._find(int(address), int(nbytes))
         return a.ddr[off:off + nbytes]
 
@@ -359,7 +379,7 @@ class SimBnnKernel:
         self._done_at = 0.0
         self._pending = None
         self._run_n = 0
-        self.log.events.append(("reset",))
+        self.log.record("reset")
 
     @property
     def busy(self) -> bool:
@@ -407,13 +427,13 @@ class SimBnnKernel:
             self._abi_vld = False
         else:
             value = 0
-        self.log.events.append(("read", offset, value))
+        self.log.record("read", offset, value)
         return value
 
     def write(self, offset: int, value: int) -> None:
         """A 32-bit register write with its side effects (AP_START runs the kernel)."""
         offset, value = int(offset), int(value) & 0xFFFFFFFF
-        self.log.events.append(("write", offset, value))
+        self.log.record("write", offset, value)
         self._advance()
         if offset == abi.CTRL:
             self._auto_restart = bool(value & abi.AUTO_RESTART)
@@ -451,7 +471,7 @@ class SimBnnKernel:
         n = self._args[abi.N_IMAGES]
         self.starts += 1
         self._run_n = n
-        self.log.events.append(("start", n))
+        self.log.record("start", n)
         if self.faults.never_done:
             self._state = "hung"
             return
@@ -528,7 +548,7 @@ class SimBnnKernel:
         self._ready = True
         self._isr |= self._ier & 3
         self._state = "idle"
-        self.log.events.append(("done", self._run_n))
+        self.log.record("done", self._run_n)
         if self._auto_restart:
             self._start()
 
