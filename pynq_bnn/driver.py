@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import abi
-from .backends.base import check_packed
+from .backends.base import ThreadTimings, check_packed
 from .errors import BnnError, HardwareError, HardwareTimeout, ParamsError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Accelerator:
         self._abi_id: Optional[int] = None
         self._busy = False
         self._closed = False
-        self.last_timings: Dict[str, float] = {"transfer": 0.0, "kernel": 0.0}
+        self._timings = ThreadTimings()
         # submit()/wait(): the second buffer set (allocated at the first submit) and the
         # batches in flight, oldest first (at most MAX_IN_FLIGHT)
         self._input_buf2 = self._scores_buf2 = None
@@ -119,6 +119,12 @@ class Accelerator:
     @property
     def loaded(self) -> bool:
         return self._params is not None
+
+    @property
+    def last_timings(self) -> Dict[str, float]:
+        """Seconds of the calling thread's last :meth:`run` or :meth:`wait`:
+        ``{'transfer': ..., 'kernel': ...}``."""
+        return dict(self._timings.value)
 
     @property
     def busy(self) -> bool:
@@ -302,7 +308,7 @@ class Accelerator:
             transfer += (t1 - t0) + (t3 - t2)
             kernel += t2 - t1
             self._check_scores(out[s:s + n], s)
-        self.last_timings = {"transfer": transfer, "kernel": kernel}
+        self._timings.value = {"transfer": transfer, "kernel": kernel}
         return out
 
     def _check_scores(self, scores: np.ndarray, first_image: int) -> None:
@@ -518,7 +524,7 @@ class Accelerator:
             out = np.array(res, dtype=np.int32)
             sub.timings = {"transfer": sub._transfer + time.perf_counter() - t0,
                            "kernel": sub._t_done - sub._t_start}
-            self.last_timings = dict(sub.timings)
+            self._timings.value = dict(sub.timings)
             self._check_scores(out, 0)
             sub.state = "collected"
         finally:

@@ -85,6 +85,32 @@ def test_threads_sharing_a_classifier_each_get_their_own_result(options):
         assert be.memory.live_allocations == 3
 
 
+@pytest.mark.parametrize("backend", ["cpu", "mock"])
+def test_last_timings_belong_to_the_calling_thread(backend):
+    """A thread reading last_timings after its run sees its own run, not another thread's."""
+    from pynq_bnn.backends import open_backend
+    from pynq_bnn.first_layer import conv1_packed
+    small = conv1_packed(PARAMS, random_images(1, 8, seed=40))
+    big = conv1_packed(PARAMS, random_images(64, 8, seed=41))
+    with open_backend(backend, **({"kernel": "reference"} if backend == "mock" else {})) as be:
+        be.load(PARAMS)
+        be.run(big)
+        mine = be.last_timings
+        assert mine["kernel"] > 0
+        seen = {}
+
+        def other():
+            seen["before"] = be.last_timings     # this thread has not run yet
+            be.run(small)
+            seen["after"] = be.last_timings
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(60)
+        assert seen["before"] == {"transfer": 0.0, "kernel": 0.0}
+        assert seen["after"]["kernel"] > 0 and seen["after"] != mine
+        assert be.last_timings == mine               # untouched by the other thread's run
+
+
 def test_concurrent_first_use_opens_one_backend(monkeypatch):
     opened = []
     real = accelerated.open_mock

@@ -10,6 +10,7 @@ nothing in the driver asks which implementation it has.
 """
 from __future__ import annotations
 
+import threading
 from typing import Dict
 
 import numpy as np
@@ -80,6 +81,14 @@ def check_packed(network: Network, packed) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+class ThreadTimings(threading.local):
+    """The calling thread's latest run timings (``.value``), so that runs of one backend from
+    several threads never report each other's times."""
+
+    def __init__(self):
+        self.value: Dict[str, float] = {"transfer": 0.0, "kernel": 0.0}
+
+
 class Backend:
     """A way to run layers 2..L: ``load`` a model once, then ``run`` packed batches.
 
@@ -91,7 +100,7 @@ class Backend:
 
     def __init__(self):
         self._closed = False
-        self._last_timings = {"transfer": 0.0, "kernel": 0.0}
+        self._timings = ThreadTimings()
 
     def load(self, params) -> None:
         """Make ``params`` (a :class:`pynq_bnn.Params`) the model :meth:`run` uses."""
@@ -103,8 +112,8 @@ class Backend:
 
     @property
     def last_timings(self) -> Dict[str, float]:
-        """Seconds spent by the last :meth:`run`: ``{'transfer': ..., 'kernel': ...}``."""
-        return dict(self._last_timings)
+        """Seconds spent by this thread's last :meth:`run`: ``{'transfer': ..., 'kernel': ...}``."""
+        return dict(self._timings.value)
 
     def describe(self) -> Dict[str, object]:
         """backend, board, bitstream, kernel, abi_id, ... (for ``pynq-bnn info``)."""
