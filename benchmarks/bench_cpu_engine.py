@@ -29,25 +29,16 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network, engine, reference  # noqa: E402
-from pynq_bnn.bench import cpu_model, emit_json  # noqa: E402
+from pynq_bnn.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
 from pynq_bnn.fast_first_layer import FirstLayer  # noqa: E402
 from pynq_bnn.first_layer import conv1_packed  # noqa: E402
 from pynq_bnn.random_net import random_images, random_params  # noqa: E402
 
 
 def measure(fn, batch: int, min_time: float, rounds: int) -> dict:
-    fn()  # warm-up (allocations, thread pools, caches)
-    rates, cpu_rates = [], []
-    for _ in range(rounds):
-        reps, t0, c0 = 0, time.perf_counter(), time.process_time()
-        while True:
-            fn()
-            reps += 1
-            dt = time.perf_counter() - t0
-            if dt >= min_time:
-                break
-        rates.append(reps * batch / dt)
-        cpu_rates.append(reps * batch / max(time.process_time() - c0, 1e-9))
+    runs = timed_rounds(fn, min_time, rounds)
+    rates = [reps * batch / dt for reps, dt, _ in runs]
+    cpu_rates = [reps * batch / max(cpu, 1e-9) for reps, _, cpu in runs]
     # images per CPU-second of this process (all its threads): what one fully used core
     # delivers, robust to other jobs stealing the CPUs (but counts spin-waiting as work)
     return {"images_per_s": round(statistics.median(rates), 1), "best": round(max(rates), 1),
@@ -251,7 +242,7 @@ def main(argv=None):
                     ratios[f"{key}.batch{b}_vs_torch_per_cpu_s"] = round(
                         v[f"batch{b}"]["images_per_cpu_s"] / torch_best_cpu(b), 2)
     best = f"engine.{engine.Engine(params).isa}" if engine.native_available() else None
-    if best and "reference" in R:
+    if best and best in R and "reference" in R:  # --isa may have left the default ISA out
         ratios[f"{best}.batch1_vs_numpy_reference"] = round(
             R[best]["batch1"]["images_per_s"] / R["reference"][f"batch{rb}"]["images_per_s"], 1)
     if "pipeline" in R and 64 in args.batches:

@@ -88,20 +88,25 @@ def cycle_estimate(path: Optional[str] = None) -> Optional[Dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- helpers
 
-def _median_rate(fn: Callable[[], Any], images: int, min_time: float, rounds: int) -> float:
-    """Median seconds per call of ``fn`` over ``rounds`` rounds of at least ``min_time`` s."""
-    fn()
-    per_call = []
+def timed_rounds(fn: Callable[[], Any], min_time: float, rounds: int) -> list:
+    """One warm-up call of ``fn``, then ``rounds`` rounds of calls lasting at least
+    ``min_time`` s each: ``[(calls, wall seconds, process CPU seconds), ...]``."""
+    fn()  # allocations, thread pools, caches
+    out = []
     for _ in range(rounds):
-        reps, t0 = 0, time.perf_counter()
+        reps, t0, c0 = 0, time.perf_counter(), time.process_time()
         while True:
             fn()
             reps += 1
             dt = time.perf_counter() - t0
             if dt >= min_time:
                 break
-        per_call.append(dt / reps)
-    return statistics.median(per_call)
+        out.append((reps, dt, time.process_time() - c0))
+    return out
+
+
+def _median_seconds_per_call(fn: Callable[[], Any], min_time: float, rounds: int) -> float:
+    return statistics.median(dt / reps for reps, dt, _ in timed_rounds(fn, min_time, rounds))
 
 
 class _TableKernel:
@@ -263,7 +268,7 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
     images = random_images(n, network.image_size, seed=5)
     layer1 = FirstLayer(params, threads=threads)
     packed = layer1(images)
-    l1_s = _median_rate(lambda: layer1(images[:batch]), batch, 0.2, 3) / batch
+    l1_s = _median_seconds_per_call(lambda: layer1(images[:batch]), 0.2, 3) / batch
     info: Dict[str, Any] = {"backend": backend, "batch": batch, "images": n,
                             "layer1_threads": threads, "layer1_ms_per_image": round(1e3 * l1_s, 4)}
     options = dict(backend_options)
