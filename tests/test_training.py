@@ -184,9 +184,12 @@ def test_train_cli_checkpoint_resume_export(tmp_path):
     assert train_mod.main(common + ["--epochs", "3", "--max-steps", "3"]) == 0  # mid-epoch stop
     ck = torch.load(out / "model.pt", weights_only=False)
     assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 1, 3)
+    # an epoch logged after the last checkpoint (killed before its save) is trained again
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 2, "stale": True}) + "\n")
     assert train_mod.main(common + ["--epochs", "2"]) == 0  # resume with a new plan
     log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2]
+    assert [r["epoch"] for r in log] == [1, 2] and not any("stale" in r for r in log)
     for r in log:
         assert {"loss", "train_acc", "val_acc", "epoch_seconds", "lr"} <= set(r)
     for f in ("model.pt", "optim.pt", "best.pt"):
