@@ -293,3 +293,20 @@ def test_eval_checkpoint_keeps_eval_mode_exact(tmp_path):
     full = tmp_path / "full.pt"
     torch.save(model.state_dict(), full)
     assert (tmp_path / "e.pt").stat().st_size < full.stat().st_size / 4
+
+
+def test_training_tools_name_bad_inputs(tmp_path):
+    from training import compact_data, export as export_mod
+    base = ["--width", "tiny", "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit, match="--data .*missing.*No such file"):
+        train_mod.main(base + ["--data", str(tmp_path / "missing")])
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(SystemExit, match="other.npz.*expected arrays x and y"):
+        train_mod.main(base + ["--data", str(tmp_path / "other.npz")])
+    np.savez(tmp_path / "gray.npz", x=np.zeros((4, 32, 32), np.uint8), y=np.zeros(4, np.uint8))
+    with pytest.raises(SystemExit, match=r"gray.npz: expected x uint8 \[N, H, W, 3\]"):
+        train_mod.main(base + ["--data", str(tmp_path / "gray.npz")])
+    with pytest.raises(SystemExit, match="--checkpoint .*nothing.pt"):
+        export_mod.main(["--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "m.npz")])
+    with pytest.raises(SystemExit, match="other.npz: not a pack"):
+        compact_data.main(["unpack", str(tmp_path / "other.npz"), str(tmp_path / "o.npz")])

@@ -90,14 +90,26 @@ def unpack(d, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels from a data folder (``train.npz``), a plain npz or a pack."""
+    """Images and labels from a data folder (``train.npz``), a plain npz or a pack.
+
+    Raises ValueError naming the file when it is missing or not one of those.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "train.npz"
-    with np.load(path) as d:
-        if "format" in d.files:
-            return unpack(d)
-        return d["x"], d["y"]
+    try:
+        with np.load(path) as d:
+            if "format" in d.files:
+                return unpack(d)
+            if not {"x", "y"} <= set(d.files):
+                raise ValueError(f"has {sorted(d.files)}, expected arrays x and y")
+            x, y = d["x"], d["y"]
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a CIFAR-10 npz or pack: {e}") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3 or len(y) != len(x):
+        raise ValueError(f"{path}: expected x uint8 [N, H, W, 3] and N labels, got x "
+                         f"{x.dtype} {x.shape} and {len(y)} labels")
+    return x, y
 
 
 def main(argv=None) -> int:
@@ -113,16 +125,25 @@ def main(argv=None) -> int:
                    help="warn instead of failing when the pixels differ from the packed digest")
     args = ap.parse_args(argv)
     args.dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(args)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _run(args) -> int:
     if args.cmd == "pack":
-        with np.load(args.src) as d:
-            arrays = pack(d["x"], d["y"])
+        arrays = pack(*load_arrays(args.src))
         np.savez(args.dst, **arrays)
         n_res = len(arrays["residual_idx"])
         print(f"{args.dst}: {args.dst.stat().st_size / 2**20:.1f} MiB, "
               f"{int(arrays['shape'][0])} images, {n_res} with a residual", flush=True)
     else:
-        with np.load(args.src) as d:
-            x, y = unpack(d, strict=not args.allow_mismatch)
+        try:
+            with np.load(args.src) as d:
+                x, y = unpack(d, strict=not args.allow_mismatch)
+        except (OSError, KeyError, EOFError) as e:
+            raise ValueError(f"{args.src}: not a pack: {e}") from None
         np.savez(args.dst, x=x, y=y)
         print(f"{args.dst}: {len(x)} images", flush=True)
     return 0

@@ -125,7 +125,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    model, ck, path = load_model(args.checkpoint, args.which)
+    try:
+        model, ck, path = load_model(args.checkpoint, args.which)
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise SystemExit(f"error: --checkpoint {args.checkpoint}: {e}") from None
     cfg = ck.get("config", {})
     run_dir = path.parent
     log = []

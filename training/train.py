@@ -161,7 +161,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     network = make_network(args.width)
-    xtr, ytr, xval, yval = load_split(args.data, args.seed, args.val_size)
+    try:
+        xtr, ytr, xval, yval = load_split(args.data, args.seed, args.val_size)
+    except ValueError as e:
+        raise SystemExit(f"error: --data {e}") from None
     if args.limit_train:
         xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
     n_train = len(xtr)
