@@ -310,3 +310,46 @@ def test_training_tools_name_bad_inputs(tmp_path):
         export_mod.main(["--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "m.npz")])
     with pytest.raises(SystemExit, match="other.npz: not a pack"):
         compact_data.main(["unpack", str(tmp_path / "other.npz"), str(tmp_path / "o.npz")])
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+
+
+@needs_cuda
+def test_cuda_eval_path_is_exact():
+    """The GPU eval path (unfold + float32 matmul, TF32 off) gives the reference's integers."""
+    from training.model import disable_tf32
+    disable_tf32()
+    torch.manual_seed(7)
+    model = BinaryNet(Network.half()).to(memory_format=torch.channels_last)
+    imgs = _images(64, 32, seed=9)
+    _train_steps(model, imgs, np.arange(64) % 10, steps=1, lr=5e-3)
+    _perturb_bn(model, seed=3)
+    model.eval()
+    ref = reference_scores(model_to_params(model), imgs)
+    np.testing.assert_array_equal(model.int_scores(imgs), ref)      # CPU
+    model.cuda()
+    np.testing.assert_array_equal(model.int_scores(imgs), ref)      # GPU
+
+
+@needs_cuda
+def test_cuda_train_cli_and_export(tmp_path):
+    """The GPU loop (data and augmentation on the device, bf16 autocast) trains and exports."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8)
+    y = (np.arange(80) % 10).astype(np.uint8)
+    np.savez(data / "train.npz", x=x, y=y)
+    np.savez(data / "test.npz", x=x[:20], y=y[:20])
+    out = tmp_path / "run"
+    assert train_mod.main(["--width", "tiny", "--device", "cuda", "--data", str(data),
+                           "--val-size", "20", "--batch", "20", "--epochs", "2",
+                           "--out", str(out)]) == 0
+    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and np.isfinite(log[-1]["loss"])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["device"] == "cuda" and cfg["amp"] == "auto"
+    from training import export as export_mod
+    assert export_mod.main(["--checkpoint", str(out), "--out", str(tmp_path / "m.npz"),
+                            "--data", str(data), "--verify", "20"]) == 0
