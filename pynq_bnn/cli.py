@@ -400,6 +400,7 @@ def cmd_info(args) -> int:
         info["checksum"] = params.checksum
         info["model_description"] = params.description
         info["network"] = params.network.to_dict()
+        info["model_test_acc"] = params.training.get("test_acc")  # None if not recorded
     except BnnError as e:
         info["model"] = os.fspath(args.model) if args.model else DEFAULT_MODEL
         info["checksum"] = None
@@ -419,11 +420,12 @@ def cmd_info(args) -> int:
         rows = dict(info, pynq_backend=("available" if ok else "unavailable") + f" ({reason})")
         for key in ("version", "python", "numpy", "pillow", "pynq", "machine", "board",
                     "bitstream", "bitstream_found", "bitstream_note", "pynq_backend", "backend",
-                    "backend_error", "model", "checksum", "model_error"):
+                    "backend_error", "model", "model_description", "model_test_acc", "checksum",
+                    "model_error"):
             if key in rows:
-                _out(f"{key + ':':<17}{rows[key] if rows[key] is not None else '-'}")
+                _out(f"{key + ':':<19}{rows[key] if rows[key] is not None else '-'}")
         for k, v in sorted((info.get("backend_info") or {}).items()):
-            _out(f"{'  ' + k + ':':<17}{v}")
+            _out(f"{'  ' + k + ':':<19}{v}")
     for p in problems:
         _err(p)
     return EXIT_ERROR if problems else EXIT_OK

@@ -195,6 +195,7 @@ def test_info_json(capsys, model):
             "checksum"} <= set(rec)
     assert rec["version"] == __version__ and rec["model"] == model[1]
     assert rec["checksum"] == model[0].checksum and rec["backend"] == "cpu"
+    assert rec["model_test_acc"] == model[0].training.get("test_acc")
     code, out, err = run(capsys, "info", "--backend", "cpu", "--model", model[1])
     assert code == 0 and "checksum:" in out
 
