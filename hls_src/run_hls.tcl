@@ -9,7 +9,7 @@
 #   make vectors                                   # test vectors for csim (Python)
 #   make vectors VECTORS=build/cosim_vectors CASES=c64_b2,odd6_b3   # small set for cosim
 #   vitis_hls -f run_hls.tcl                       # csim + csynth + cosim + export, Pynq-Z1/Z2
-#   vitis_hls -f run_hls.tcl -tclargs part=xczu3eg-sbva484-1-e steps=csynth,export  # Ultra96
+#   vitis_hls -f run_hls.tcl -tclargs part=xczu3eg-sbva484-1-i steps=csynth,export  # Ultra96-V2
 #
 # Arguments (key=value after -tclargs):
 #   part=<FPGA part>        default xc7z020clg400-1 (Pynq-Z1, Pynq-Z2)
