@@ -260,12 +260,13 @@ def cmd_eval(args) -> int:
         n = len(x)
         progress = _Progress(n, _stderr_isatty())
         stages = dict.fromkeys(("preprocess", "layer1", "transfer", "kernel", "post"), 0.0)
-        correct = 0
+        n_classes = clf.network.n_classes
+        confusion = np.zeros((n_classes, n_classes), dtype=np.int64)  # [true, predicted]
         t0 = time.perf_counter()
         try:
             for i in range(0, n, args.batch):
                 r = clf.classify(x[i:i + args.batch])
-                correct += int((r.labels == y[i:i + args.batch]).sum())
+                np.add.at(confusion, (y[i:i + args.batch], r.labels), 1)
                 for k in stages:
                     stages[k] += r.timings.get(k, 0.0)
                 progress.update(min(i + args.batch, n))
@@ -273,14 +274,22 @@ def cmd_eval(args) -> int:
             progress.close()
         elapsed = time.perf_counter() - t0
         backend = clf.backend.name
+        class_names = list(clf.class_names)
+    correct = int(np.trace(confusion))
     accuracy = correct / n
     ips = n / elapsed if elapsed > 0 else float("inf")
+    totals = confusion.sum(axis=1)
+    per_class = {name: (int(confusion[k, k]) / int(totals[k]) if totals[k] else None)
+                 for k, name in enumerate(class_names)}
     if args.json:
         _dump_json({"accuracy": accuracy, "n": n, "correct": correct,
                     "images_per_s": _finite(ips), "seconds": elapsed, "backend": backend,
-                    "model": clf.model_path, "timings": stages})
+                    "model": clf.model_path, "timings": stages, "per_class": per_class,
+                    "confusion": confusion.tolist(), "class_names": class_names})
     else:
         _out(f"accuracy: {accuracy:.4f} ({correct}/{n})")
+        _out("per class: " + ", ".join(f"{name} {acc:.3f}" for name, acc in per_class.items()
+                                       if acc is not None))
         _out(f"images/s: {ips:.1f} (backend {backend}, batch {args.batch}, {elapsed:.2f} s)")
     return EXIT_OK
 

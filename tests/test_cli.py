@@ -127,6 +127,7 @@ def test_eval_accuracy_equals_the_reference(capsys, model, tmp_path):
     code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--batch", "7", data)
     assert code == 0
     assert "accuracy: 0.8500 (17/20)" in out
+    assert re.search(r"per class: \S+ \d\.\d{3}", out)
     assert re.search(r"images/s: \d+\.\d", out)
     assert "\r" not in err  # no progress bar: stderr is not a terminal here
     code, out, err = run(capsys, "eval", "--backend", "mock", "--model", mpath, "--json",
@@ -136,6 +137,14 @@ def test_eval_accuracy_equals_the_reference(capsys, model, tmp_path):
     assert {"accuracy", "n", "images_per_s"} <= set(rec)
     assert rec["n"] == 4 and rec["accuracy"] == pytest.approx(np.mean(pred[:4] == y[:4]))
     assert rec["images_per_s"] > 0
+    conf = np.array(rec["confusion"])            # rows: true class, columns: predicted
+    expected = np.zeros_like(conf)
+    np.add.at(expected, (y[:4], pred[:4]), 1)
+    np.testing.assert_array_equal(conf, expected)
+    assert rec["class_names"] == list(params.class_names)
+    for k, name in enumerate(params.class_names):
+        total = int((y[:4] == k).sum())
+        assert rec["per_class"][name] == (conf[k, k] / total if total else None)
 
 
 def test_eval_progress_bar_on_a_terminal(capsys, model, tmp_path, monkeypatch):
