@@ -74,7 +74,7 @@ class SimLog:
     counts the events that fell off the front. Violations and errors are few and kept in full.
     """
 
-    MAX_EVENTS = 100_000  # about 30 per kernel start: the last few thousand starts
+    MAX_EVENTS = 100_000  # about 15 per kernel start: the last several thousand starts
 
     def __init__(self, max_events: Optional[int] = None):
         self._events: Deque[tuple] = collections.deque(maxlen=max_events or self.MAX_EVENTS)
