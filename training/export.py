@@ -7,8 +7,9 @@ Takes ``best.pt`` (best validation accuracy) from a run folder by default (``--w
 takes ``model.pt``), or a checkpoint file, including the compact eval checkpoint that
 ``--eval-checkpoint`` writes (sign bits + batch norms: all that eval mode uses). The folded
 integers come from :meth:`training.model.BinaryNet.folded`, the same ones the PyTorch eval mode
-uses, so the file scores bit-exactly as the model evaluated in training. ``--test`` adds the CIFAR-10 test accuracy (JPEG copy) to the training metadata and
-``--verify N`` checks ``pynq_bnn.reference.scores`` against the PyTorch int scores on N test images.
+uses, so the file scores bit-exactly as the model evaluated in training. ``--test`` adds the
+CIFAR-10 test accuracy (JPEG copy) to the training metadata and ``--verify N`` checks
+``pynq_bnn.reference.scores`` against the PyTorch int scores on N test images.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def save_eval_checkpoint(model: BinaryNet, path: Path, meta: dict) -> None:
     """What the eval mode needs, compactly: binary layers' latent weights as packed sign bits
     (eval uses only their signs), layer 1's weights and every batch norm in float32.
 
-    A full-width model is 2.3 MB this way instead of 56 MB of float32 latent weights.
+    A full-width model is 1.8 MB this way instead of 56 MB of float32 latent weights.
     """
     state = {}
     for k, v in model.state_dict().items():
