@@ -209,7 +209,8 @@ def main(argv=None) -> int:
                              else f"cpu, {args.threads} threads")
     config["recipe"] = ("BinaryNet (STE sign, hard-tanh grad, latent clip [-1,1]), conv1 int8 "
                         "fake-quant; Adam on latent weights, linear warmup + cosine lr, batch "
-                        f"{args.batch}; aug: random crop pad 4 + horizontal flip; BN eps 1e-4")
+                        f"{args.batch}; aug: random crop pad 4 + horizontal flip; BN eps 1e-4"
+                        + ("; bf16 autocast" if use_amp else ""))
     (out / "config.json").write_text(json.dumps(config, indent=1))
 
     planned = args.epochs
