@@ -44,6 +44,7 @@ from . import reference
 from .fast_first_layer import FirstLayer
 from .errors import BnnError, HardwareError, ImageError, ParamsError
 from .params import Params, load_params, validate
+from .shipped_models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
 from .preprocess import LoadedItem, load_images, load_items
 
 __all__ = ["Classifier", "ClassifyResult", "Prediction", "default_model_path", "DEFAULT_MODEL",
@@ -51,9 +52,6 @@ __all__ = ["Classifier", "ClassifyResult", "Prediction", "default_model_path", "
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
-                             "cifar10_bnn.npz")
-"""The shipped trained CIFAR-10 model."""
 
 STAGES = ("preprocess", "layer1", "transfer", "kernel", "post")
 """The timed stages, in pipeline order (keys of :attr:`ClassifyResult.timings`)."""
@@ -173,9 +171,15 @@ def _load_model(model) -> "tuple[Params, Optional[str]]":
         path = os.fspath(path)
     except TypeError:
         raise ParamsError(f"model: expected a path or Params, got {type(model).__name__}") from None
-    if model is None and not os.path.exists(path):
+    shipped = model is None or (path in SHIPPED_MODELS and not os.path.exists(path))
+    if shipped and model is not None:
+        path = shipped_model_path(path)
+    if shipped and not os.path.exists(path):
         raise ParamsError(f"{path}: the shipped model is missing (reinstall pynq-bnn, or pass "
                           "model= / --model with a parameter file)")
+    if not os.path.exists(path) and os.sep not in path and not path.endswith(".npz"):
+        raise ParamsError(f"{path}: no such file, and not a shipped model "
+                          f"({', '.join(SHIPPED_MODELS)})")
     return load_params(path), path
 
 
@@ -185,8 +189,9 @@ class Classifier:
     Parameters
     ----------
     model : str, os.PathLike, Params or None
-        A parameter file (docs/FORMAT.md section 8) or a loaded :class:`~pynq_bnn.params.Params`;
-        ``None`` loads the shipped model :data:`DEFAULT_MODEL`.
+        A parameter file (docs/FORMAT.md section 8), the name of a shipped model
+        (:data:`SHIPPED_MODELS`: ``"cifar10"``, ``"cifar10-half"``) or a loaded
+        :class:`~pynq_bnn.params.Params`; ``None`` loads the shipped model :data:`DEFAULT_MODEL`.
     backend : str
         ``"auto"`` (the board if there is one, else the CPU engine), ``"pynq"``, ``"mock"`` or
         ``"cpu"``; passed to :func:`pynq_bnn.backends.open_backend`.

@@ -2,10 +2,10 @@
 
 ::
 
-    pynq-bnn classify [--backend B] [--model FILE] [--json] IMAGE...
-    pynq-bnn eval     [--backend B] [--model FILE] [--limit N] [--batch N] [--json] DATA.npz
-    pynq-bnn bench    [--backend B] [--model FILE] [--batch N] [--runs N] [--json]
-    pynq-bnn info     [--backend B] [--model FILE] [--json]
+    pynq-bnn classify [--backend B] [--model MODEL] [--json] IMAGE...
+    pynq-bnn eval     [--backend B] [--model MODEL] [--limit N] [--batch N] [--json] DATA.npz
+    pynq-bnn bench    [--backend B] [--model MODEL] [--batch N] [--runs N] [--json]
+    pynq-bnn info     [--backend B] [--model MODEL] [--json]
 
 Results go to stdout; diagnostics, progress and errors to stderr (through :mod:`logging`;
 ``-v`` for info messages, ``--debug`` for debug messages and tracebacks).
@@ -38,6 +38,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from . import __version__
+from .shipped_models import SHIPPED_MODELS
 from .errors import BnnError, ImageError
 
 log = logging.getLogger("pynq_bnn.cli")
@@ -479,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", default="auto", metavar="B",
                          help="auto (default: the board if present, else cpu), pynq, mock, cpu")
-    backend.add_argument("--model", default=None, metavar="FILE",
-                         help="parameter file (.npz); default: the shipped CIFAR-10 model")
+    backend.add_argument("--model", default=None, metavar="MODEL",
+                         help="parameter file (.npz) or a shipped model: "
+                              + ", ".join(SHIPPED_MODELS) + " (default: cifar10)")
     backend.add_argument("--overlay", default=None, metavar="BIT",
                          help="bitstream for the pynq/mock backends (default: the shipped one)")
     backend.add_argument("--timeout", type=_seconds, default=None, metavar="S",

@@ -185,6 +185,24 @@ def test_bad_model_file_raises_params_error(tmp_path):
         Classifier(42, backend="cpu")
 
 
+def test_shipped_models_by_name(monkeypatch, tmp_path):
+    from pynq_bnn.shipped_models import SHIPPED_MODELS, shipped_model_path
+    half = Classifier("cifar10-half", backend="cpu")
+    assert half.model_path == shipped_model_path("cifar10-half")
+    assert half.network.conv_channels[0] == 64
+    assert Classifier("cifar10", backend="cpu").model_path == clf_mod.DEFAULT_MODEL
+    with pytest.raises(ParamsError, match="cifar10-full: no such file, and not a shipped model "
+                                          r"\(cifar10, cifar10-half\)"):
+        Classifier("cifar10-full", backend="cpu")
+    # a file of that name in the working directory wins over the shipped model
+    monkeypatch.chdir(tmp_path)
+    save_params(random_params(Network(conv_channels=(64, 64), pool_after=(False, True),
+                                      fc_units=(), n_classes=3, image_size=8), seed=1),
+                tmp_path / "cifar10")
+    assert Classifier("cifar10", backend="cpu").network.n_classes == 3
+    assert set(SHIPPED_MODELS) == {"cifar10", "cifar10-half"}
+
+
 def test_missing_shipped_model_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(clf_mod, "DEFAULT_MODEL", str(tmp_path / "cifar10_bnn.npz"))
     with pytest.raises(ParamsError, match="shipped model is missing"):

@@ -1,9 +1,9 @@
-"""The shipped model: every implementation gives the same integer scores on real images.
+"""The shipped models: every implementation gives the same integer scores on real images.
 
-Training model (PyTorch eval mode, from the committed checkpoint), numpy reference, native CPU
-engine (every ISA this machine has), the mock accelerator (numpy kernel and, when built, the
-compiled HLS C model) and the Classifier agree score for score. HLS C-simulation of the shipped
-model is in tests/test_hls_csim.py.
+For each model in pynq_bnn.classifier.SHIPPED_MODELS: training model (PyTorch eval mode, from
+the committed checkpoint), numpy reference, native CPU engine (every ISA this machine has), the
+mock accelerator (numpy kernel and, when built, the compiled HLS C model) and the Classifier
+agree score for score. HLS C-simulation of the default model is in tests/test_hls_csim.py.
 """
 import os
 
@@ -13,19 +13,29 @@ import pytest
 from pynq_bnn import engine, load_params, reference
 from pynq_bnn.backends import open_backend
 from pynq_bnn.classifier import Classifier, default_model_path
+from pynq_bnn.shipped_models import SHIPPED_MODELS, shipped_model_path
 from pynq_bnn.first_layer import conv1_packed
 
 from conftest import CIFAR_DIR
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-# the compact eval checkpoint the shipped file was exported from (sign bits + batch norms)
-CHECKPOINT = os.path.join(ROOT, "training", "runs", "full", "best_eval.pt")
 N_IMAGES = 48
+# name -> (run folder of the compact eval checkpoint it was exported from, conv channels,
+# dense units, least test accuracy (CIFAR-10 test, JPEG copy))
+TRAINED = {
+    "cifar10": ("full", (128, 128, 256, 256, 512, 512), (1024, 1024), 0.85),
+    "cifar10-half": ("half-gpu", (64, 64, 128, 128, 256, 256), (512, 512), 0.82),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SHIPPED_MODELS))
+def model_name(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def params():
-    return load_params(default_model_path())
+def params(model_name):
+    return load_params(shipped_model_path(model_name))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,7 @@ def images():
     from pynq_bnn.preprocess import load_images
     samples = os.path.join(ROOT, "pynq_bnn", "samples")
     return load_images(sorted(os.path.join(samples, f) for f in os.listdir(samples)
-                              if f.endswith(".png")))
+                              if f.endswith(".png")))[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +57,20 @@ def expected(params, images):
     return reference.scores(params, images)
 
 
-def test_shipped_model_is_the_trained_topology(params):
-    assert params.network.conv_channels == (128, 128, 256, 256, 512, 512)
-    assert params.network.fc_units == (1024, 1024)
+def test_default_model_is_the_full_network():
+    assert Classifier().model_path == default_model_path()
+    assert load_params(default_model_path()).network.conv_channels[0] == 128
+
+
+def test_shipped_model_is_the_trained_topology(model_name, params):
+    _, conv, fc, least_acc = TRAINED[model_name]
+    assert params.network.conv_channels == conv and params.network.fc_units == fc
     assert params.class_names[3] == "cat"
-    assert params.training.get("test_acc", 0) >= 0.85
+    assert params.training.get("test_acc", 0) >= least_acc
 
 
-def test_shipped_samples_are_classified_correctly(params):
-    with Classifier(backend="cpu") as clf:
+def test_shipped_samples_are_classified_correctly(model_name):
+    with Classifier(model_name, backend="cpu") as clf:
         samples = os.path.join(ROOT, "pynq_bnn", "samples")
         files = sorted(f for f in os.listdir(samples) if f.endswith(".png"))
         result = clf.classify([os.path.join(samples, f) for f in files])
@@ -85,18 +100,20 @@ def test_mock_accelerator_matches_reference(params, images, expected, kernel):
 
 
 def test_classifier_matches_reference(params, images, expected):
-    with Classifier(backend="mock", kernel="reference") as clf:
+    with Classifier(params, backend="mock", kernel="reference") as clf:
         r = clf.classify(images)
     np.testing.assert_array_equal(r.scores, expected)
     np.testing.assert_array_equal(r.labels, reference.predict(params, expected))
 
 
-def test_pytorch_eval_mode_matches_reference(params, images, expected):
+def test_pytorch_eval_mode_matches_reference(model_name, params, images, expected):
     pytest.importorskip("torch")
-    if not os.path.exists(CHECKPOINT):
+    # the compact eval checkpoint the shipped file was exported from (sign bits + batch norms)
+    checkpoint = os.path.join(ROOT, "training", "runs", TRAINED[model_name][0], "best_eval.pt")
+    if not os.path.exists(checkpoint):
         pytest.skip("training checkpoint not in this tree")
     from training.export import load_model, model_to_params
-    model, _, _ = load_model(CHECKPOINT)
+    model, _, _ = load_model(checkpoint)
     # the shipped file is this checkpoint's export ...
     exported = model_to_params(model, params.class_names)
     for name, lp in params.layers.items():

@@ -75,6 +75,8 @@ CASES = {
                                                fc_units=(1024,), n_classes=64), 1, 19)),
     "full_b16": ("full model, random, 16 images (cycle estimate)",
                  lambda: _random_case(Network.full(), 16, 21)),
+    "half_b16": ("half-width model, random, 16 images (cycle estimate)",
+                 lambda: _random_case(Network.half(), 16, 22)),
 }
 DEFAULT_CASES = ["full_b2", "half_b3", "c64_b2", "ones_b2", "zeros_b2", "neg_b2", "chunk_b19",
                  "odd6_b3", "limits_b1", "model_b3"]
