@@ -23,6 +23,7 @@ robust part.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -38,33 +39,56 @@ from . import abi
 logger = logging.getLogger(__name__)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-#: Where the HLS cycle estimate is looked for, first match wins: the source tree's (fresh
-#: after ``make -C hls_src estimate``), then the copy inside the package (wheels).
-CYCLE_ESTIMATE_PATHS = (
-    os.path.join(os.path.dirname(_HERE), "hls_src", "reports", "cycle_estimate.json"),
-    os.path.join(_HERE, "data", "cycle_estimate.json"),
+#: Where the HLS cycle estimates are looked for, first match wins: the source tree's (fresh
+#: after ``make -C hls_src estimate``), then the copies inside the package (wheels).
+CYCLE_ESTIMATE_DIRS = (
+    os.path.join(os.path.dirname(_HERE), "hls_src", "reports"),
+    os.path.join(_HERE, "data"),
 )
+#: The full model's estimate, in each of those folders; other topologies have their own
+#: ``cycle_estimate_<name>.json`` (``make -C hls_src estimate ESTIMATE_CASE=...``).
+CYCLE_ESTIMATE_PATHS = tuple(os.path.join(d, "cycle_estimate.json") for d in CYCLE_ESTIMATE_DIRS)
 
 
 # ----------------------------------------------------------------------------- HLS estimate
 
-def cycle_estimate(path: Optional[str] = None) -> Optional[Dict[str, Any]]:
+def _read_estimate(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        logger.warning("cycle estimate %s unreadable: %s", path, e)
+        return None
+
+
+def _find_estimate(network) -> "tuple[Optional[str], Optional[Dict[str, Any]]]":
+    """The estimate made for ``network`` (matched by topology), else the full model's."""
+    if network is not None:
+        wanted = json.loads(json.dumps(network.to_dict()))  # tuples -> lists, as in the file
+        for d in CYCLE_ESTIMATE_DIRS:
+            for p in sorted(glob.glob(os.path.join(d, "cycle_estimate*.json"))):
+                data = _read_estimate(p)
+                if data is not None and data.get("network") == wanted:
+                    return p, data
+    for p in CYCLE_ESTIMATE_PATHS:
+        if os.path.isfile(p):
+            return p, _read_estimate(p)
+    return None, None
+
+
+def cycle_estimate(path: Optional[str] = None, network=None) -> Optional[Dict[str, Any]]:
     """Summary of the HLS kernel's cycle ESTIMATE, or None when no estimate file is found.
 
+    With ``network`` (a :class:`pynq_bnn.network.Network`), the estimate made for that topology
+    when there is one (``"network_matches": True``), else the full model's (False).
     The returned dict says ``"kind": "ESTIMATE"`` and quotes the file's own caveat: the numbers
     are C-simulation loop counts at the design clock, not synthesis, co-simulation or a board.
     """
-    paths = (path,) if path else CYCLE_ESTIMATE_PATHS
-    for p in paths:
-        if p and os.path.isfile(p):
-            break
+    if path:
+        p, data = (path, _read_estimate(path)) if os.path.isfile(path) else (None, None)
     else:
-        return None
-    try:
-        with open(p) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        logger.warning("cycle estimate %s unreadable: %s", p, e)
+        p, data = _find_estimate(network)
+    if data is None:
         return None
     summary = data.get("summary", {})
     model = data.get("model", {})
@@ -77,6 +101,8 @@ def cycle_estimate(path: Optional[str] = None) -> Optional[Dict[str, Any]]:
         "clock_mhz": model.get("clock_mhz"),
         "parallelism": data.get("parallelism"),
     }
+    if network is not None:
+        out["network_matches"] = data.get("network") == json.loads(json.dumps(network.to_dict()))
     for b, r in sorted(runs.items()):
         out[f"batch{b}_ms_per_image"] = r.get("estimated_ms_per_image")
         out[f"batch{b}_images_per_s"] = r.get("estimated_images_per_s")
@@ -407,7 +433,7 @@ def bench_report(backend: str = "mock", batch: int = 64, model=None, n_batches: 
     report["layer1_ms_per_image"] = report["pipeline"]["layer1_ms_per_image"]
     if overhead and backend in ("mock", "pynq"):
         report["driver_overhead"] = driver_overhead(params, batches=sorted({1, batch}))
-    report["hls_cycle_estimate"] = cycle_estimate()
+    report["hls_cycle_estimate"] = cycle_estimate(network=params.network)
     return report
 
 
@@ -443,7 +469,9 @@ def format_report(report: Dict[str, Any]) -> str:
     if e:
         lines.append(f"HLS kernel ESTIMATE (C-sim loop counts at {e.get('clock_mhz')} MHz, not "
                      f"measured): batch 1 {e.get('batch1_ms_per_image')} ms/image, batch 16 "
-                     f"{e.get('batch16_ms_per_image')} ms/image [{os.path.relpath(e['source'])}]")
+                     f"{e.get('batch16_ms_per_image')} ms/image [{os.path.relpath(e['source'])}]"
+                     + ("" if e.get("network_matches", True) else
+                        "; made for another topology than this model's"))
     else:
         lines.append("HLS kernel estimate: none found (make -C hls_src estimate)")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import pytest
 
 from pynq_bnn import abi, reference
 from pynq_bnn.backends import open_backend
-from pynq_bnn.bench import CYCLE_ESTIMATE_PATHS, bench_report, cycle_estimate, format_report
+from pynq_bnn.bench import CYCLE_ESTIMATE_DIRS, bench_report, cycle_estimate, format_report
 from pynq_bnn.driver import Submission
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout, ImageError
 from pynq_bnn.fast_first_layer import FirstLayer
@@ -296,11 +296,29 @@ def test_cycle_estimate_is_labelled_and_the_shipped_copy_is_current():
     if est is None:
         pytest.skip("no cycle estimate in this tree")
     assert est["kind"] == "ESTIMATE" and "ESTIMATE" in est["caveat"]
-    source, shipped = CYCLE_ESTIMATE_PATHS
-    if os.path.isfile(source) and os.path.isfile(shipped):
+    source_dir, shipped_dir = CYCLE_ESTIMATE_DIRS
+    sources = sorted(f for f in os.listdir(source_dir) if f.startswith("cycle_estimate")) \
+        if os.path.isdir(source_dir) else []
+    for name in sources:  # every estimate in the source tree ships, identical
+        source, shipped = os.path.join(source_dir, name), os.path.join(shipped_dir, name)
+        assert os.path.isfile(shipped), f"{shipped} missing: copy {source} there"
         with open(source) as f, open(shipped) as g:
             assert json.load(f) == json.load(g), (
                 f"{shipped} is stale: copy {source} over it (make -C hls_src estimate)")
+
+
+def test_cycle_estimate_follows_the_model_topology():
+    from pynq_bnn.network import Network
+    full = cycle_estimate(network=Network.full())
+    if full is None:
+        pytest.skip("no cycle estimate in this tree")
+    half = cycle_estimate(network=Network.half())
+    assert (full["case"], full["network_matches"]) == ("full_b16", True)
+    assert (half["case"], half["network_matches"]) == ("half_b16", True)
+    assert half["batch1_ms_per_image"] < full["batch1_ms_per_image"]
+    other = cycle_estimate(network=Network(conv_channels=(64, 64), pool_after=(False, True),
+                                           fc_units=(), image_size=8))
+    assert (other["case"], other["network_matches"]) == ("full_b16", False)
 
 
 def test_bench_report_smoke(small):
