@@ -143,6 +143,8 @@ def test_csim_matches_reference(tmp_path, build_dir):
             "odd6_b3", "limits_b1"} <= set(names)
     if os.path.exists(MODEL):
         assert "model_b3" in names
+    if os.path.exists(MODEL.replace("cifar10_bnn.npz", "cifar10_bnn_half.npz")):
+        assert "model_half_b3" in names
     r = make("run-tb", f"BUILD={build_dir}", f"VECTORS={vectors}")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]

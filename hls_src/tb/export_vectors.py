@@ -28,6 +28,7 @@ from pynq_bnn.network import Network  # noqa: E402
 from pynq_bnn.random_net import random_images, random_params  # noqa: E402
 
 DEFAULT_MODEL = os.path.join(REPO, "pynq_bnn", "models", "cifar10_bnn.npz")
+HALF_MODEL = os.path.join(REPO, "pynq_bnn", "models", "cifar10_bnn_half.npz")
 
 
 def _all_negative(params):
@@ -79,7 +80,7 @@ CASES = {
                  lambda: _random_case(Network.half(), 16, 22)),
 }
 DEFAULT_CASES = ["full_b2", "half_b3", "c64_b2", "ones_b2", "zeros_b2", "neg_b2", "chunk_b19",
-                 "odd6_b3", "limits_b1", "model_b3"]
+                 "odd6_b3", "limits_b1", "model_b3", "model_half_b3"]
 
 
 def write_case(outdir: str, name: str, description: str, params, images) -> dict:
@@ -111,18 +112,20 @@ def write_case(outdir: str, name: str, description: str, params, images) -> dict
 def export(outdir: str, cases=None, model: str | None = DEFAULT_MODEL) -> list:
     """Write the cases (default: DEFAULT_CASES) to ``outdir``; returns the names written.
 
-    ``model_b3`` (the shipped model on 3 random images) is skipped when ``model`` is missing.
+    ``model_b3`` (the shipped model on 3 random images) is skipped when ``model`` is missing,
+    ``model_half_b3`` (the shipped half-width model) when that file is.
     """
     os.makedirs(outdir, exist_ok=True)
     written = []
     for name in cases or DEFAULT_CASES:
-        if name == "model_b3":
-            if not model or not os.path.exists(model):
+        if name in ("model_b3", "model_half_b3"):
+            path = model if name == "model_b3" else HALF_MODEL
+            if not path or not os.path.exists(path):
                 continue
             from pynq_bnn.params import load_params
-            params = load_params(model)
+            params = load_params(path)
             images = random_images(3, params.network.image_size, 7)
-            write_case(outdir, name, f"shipped model {os.path.basename(model)}, 3 random images",
+            write_case(outdir, name, f"shipped model {os.path.basename(path)}, 3 random images",
                        params, images)
         else:
             description, build = CASES[name]
@@ -138,7 +141,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("outdir")
     ap.add_argument("--cases", help="comma-separated case names (default: the csim set); "
-                    f"known: {', '.join(list(CASES) + ['model_b3'])}")
+                    f"known: {', '.join(list(CASES) + ['model_b3', 'model_half_b3'])}")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="shipped .npz for model_b3")
     args = ap.parse_args(argv)
     cases = args.cases.split(",") if args.cases else None
