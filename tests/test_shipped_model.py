@@ -1,9 +1,9 @@
 """The shipped models: every implementation gives the same integer scores on real images.
 
-For each model in pynq_bnn.classifier.SHIPPED_MODELS: training model (PyTorch eval mode, from
+For each model in pynq_bnn.shipped_models.SHIPPED_MODELS: training model (PyTorch eval mode, from
 the committed checkpoint), numpy reference, native CPU engine (every ISA this machine has), the
 mock accelerator (numpy kernel and, when built, the compiled HLS C model) and the Classifier
-agree score for score. HLS C-simulation of the default model is in tests/test_hls_csim.py.
+agree score for score. HLS C-simulation of both models is in tests/test_hls_csim.py.
 """
 import os
 
