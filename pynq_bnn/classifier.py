@@ -44,14 +44,13 @@ from . import reference
 from .fast_first_layer import FirstLayer
 from .errors import BnnError, HardwareError, ImageError, ParamsError
 from .params import Params, load_params, validate
-from .shipped_models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
 from .preprocess import LoadedItem, load_images, load_items
+from .shipped_models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
 
 __all__ = ["Classifier", "ClassifyResult", "Prediction", "default_model_path", "DEFAULT_MODEL",
            "STAGES"]
 
 log = logging.getLogger(__name__)
-
 
 STAGES = ("preprocess", "layer1", "transfer", "kernel", "post")
 """The timed stages, in pipeline order (keys of :attr:`ClassifyResult.timings`)."""
