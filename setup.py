@@ -11,10 +11,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def load_engine_build():
-    """pynq_bnn/_engine/build.py, loaded by path (importing pynq_bnn needs numpy)."""
+    """pynq_bnn/backends/cpu/build.py, loaded by path (importing pynq_bnn needs numpy)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        "pynq_bnn_engine_build", os.path.join(HERE, "pynq_bnn", "_engine", "build.py"))
+        "pynq_bnn_engine_build", os.path.join(HERE, "pynq_bnn", "backends", "cpu", "build.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -58,7 +58,7 @@ setup(
         "board": ["pynq>=2.7"],
     },
     entry_points={
-        "console_scripts": ["pynq-bnn = pynq_bnn.cli:main"],
+        "console_scripts": ["pynq-bnn = pynq_bnn.tools.cli:main"],
         "pynq.notebooks": ["pynq-bnn = pynq_bnn.notebooks"],
         "pynq.overlays": ["pynq-bnn = pynq_bnn.overlays"],
     },

@@ -7,7 +7,7 @@ PyTorch float32 eager model of the same topology, all in one process. Prints JSO
 Images/s at batch 1 and 64 for:
   * engine.<isa>: the native engine, binary layers 2..9, each popcount path this CPU has;
   * pipeline: FirstLayer + engine (best ISA), uint8 images -> integer scores;
-  * reference: pynq_bnn.reference.binary_scores on a few images;
+  * reference: pynq_bnn.spec.reference.binary_scores on a few images;
   * torch: float32 eager BinaryNet (conv+bn+sign, channels_last, float weights), the
     baseline every "x_vs_torch" ratio is taken against;
   * layer1: FirstLayer vs torch.nn.functional.conv2d + threshold (and the spec conv1_packed).
@@ -28,11 +28,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pynq_bnn import Network, engine, reference  # noqa: E402
-from pynq_bnn.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
-from pynq_bnn.fast_first_layer import FirstLayer  # noqa: E402
-from pynq_bnn.first_layer import conv1_packed  # noqa: E402
-from pynq_bnn.random_net import random_images, random_params  # noqa: E402
+from pynq_bnn import Network
+from pynq_bnn.backends.cpu import engine
+from pynq_bnn.spec import reference  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
+from pynq_bnn.host.layer1 import FirstLayer  # noqa: E402
+from pynq_bnn.spec.first_layer import conv1_packed  # noqa: E402
+from pynq_bnn.testing import random_images, random_params  # noqa: E402
 
 
 def measure(fn, batch: int, min_time: float, rounds: int) -> dict:

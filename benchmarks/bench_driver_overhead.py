@@ -4,7 +4,7 @@
     nice -n 10 python benchmarks/bench_driver_overhead.py [--batches 1 16 64] [--out FILE]
 
 The simulated kernel answers at once (all-zero scores, no latency) and the time spent inside
-it is measured and subtracted, so what remains is what pynq_bnn.driver costs the host per
+it is measured and subtracted, so what remains is what pynq_bnn.backends.driver costs the host per
 start: run() and submit()+wait(). Prints JSON. ``cpu_ms`` (process CPU time per start) is the
 figure to quote on a shared machine; ``wall_best_ms`` is the least-disturbed round. The
 target is under 0.2 ms per batch (docs/PERFORMANCE.md).
@@ -18,8 +18,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network  # noqa: E402
-from pynq_bnn.bench import cpu_model, emit_json, loadavg, driver_overhead  # noqa: E402
-from pynq_bnn.random_net import random_params  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, emit_json, loadavg, driver_overhead  # noqa: E402
+from pynq_bnn.testing import random_params  # noqa: E402
 
 TARGET_MS = 0.2
 

@@ -4,7 +4,7 @@
     nice -n 10 python benchmarks/bench_pipeline.py [--batch 64] [--ratios 0.5 1 2] [--out FILE]
 
 For each ratio r the simulated kernel takes r x (measured layer-1 time) per image of wall-clock
-time, during which CTRL reads busy and the host is free (pynq_bnn.backends.sim,
+time, during which CTRL reads busy and the host is free (pynq_bnn.backends.sim.kernel,
 Faults.latency_per_image). Its scores come from a table computed beforehand on the CPU and are
 read back through the simulated DDR, so the figures are the driver's and the overlap's. Per
 ratio: sequential and overlapped images/s, and the overlapped rate as a fraction of
@@ -22,8 +22,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network  # noqa: E402
-from pynq_bnn.bench import cpu_model, emit_json, loadavg, pipeline_overlap  # noqa: E402
-from pynq_bnn.random_net import random_params  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, emit_json, loadavg, pipeline_overlap  # noqa: E402
+from pynq_bnn.testing import random_params  # noqa: E402
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """pynq-bnn: a binarized neural network (BinaryNet CIFAR-10) on PYNQ boards, from Python."""
 from .errors import (BackendUnavailable, BnnError, CameraError, HardwareError, HardwareTimeout,
                      ImageError, ParamsError)
-from .network import Network
-from .params import LayerParams, Params, load_params, save_params
+from .spec.network import Network
+from .spec.params import LayerParams, Params, load_params, save_params
 
 __version__ = "0.1.0"
 
@@ -14,6 +14,6 @@ __all__ = ["Network", "Params", "LayerParams", "load_params", "save_params", "Bn
 def __getattr__(name):
     # Lazy: the classifier pulls in Pillow and the backends; `import pynq_bnn` stays light.
     if name == "Classifier":
-        from .classifier import Classifier
+        from .host.classifier import Classifier
         return Classifier
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
-"""``python -m pynq_bnn``: the ``pynq-bnn`` command line (see :mod:`pynq_bnn.cli`)."""
+"""``python -m pynq_bnn``: the ``pynq-bnn`` command line (see :mod:`pynq_bnn.tools.cli`)."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from pynq_bnn import abi, overlay_files, reference
+from pynq_bnn.spec import abi, reference
+from pynq_bnn.backends.pynq import overlay_files
 from pynq_bnn.backends import available_backends, board_status, open_backend
 from pynq_bnn.errors import BackendUnavailable, BnnError, ImageError
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.network import Network
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.spec.network import Network
+from pynq_bnn.testing import random_images, random_params
 
 SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
                 n_classes=10, image_size=8)
@@ -81,7 +82,7 @@ def test_mock_rejects_unknown_faults():
 
 @pytest.mark.parametrize("kernel", ["engine", "reference"])
 def test_mock_cpu_kernels_match_reference(small, kernel):
-    from pynq_bnn import engine
+    from pynq_bnn.backends.cpu import engine
     if kernel == "engine" and not engine.native_available():
         pytest.skip("native CPU engine not built")
     params, packed, expected = small
@@ -94,7 +95,7 @@ def test_mock_cpu_kernels_match_reference(small, kernel):
 
 
 def test_mock_hls_lib_kernel_when_built_else_unavailable(small):
-    from pynq_bnn.backends.sim import resolve_kernel
+    from pynq_bnn.backends.sim.kernel import resolve_kernel
     kernel, lib = resolve_kernel("auto")
     if lib is None:
         assert kernel in ("native engine", "numpy reference")
@@ -134,7 +135,7 @@ def test_auto_off_board_is_cpu(caplog):
 def test_importing_backends_does_not_import_pynq():
     import subprocess
     import sys
-    code = ("import sys, pynq_bnn.backends, pynq_bnn.driver, pynq_bnn.backends.mock; "
+    code = ("import sys, pynq_bnn.backends, pynq_bnn.backends.driver, pynq_bnn.backends.sim.hardware; "
             "sys.exit('pynq' in sys.modules)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
@@ -189,7 +190,7 @@ def test_parse_param_image_round_trip(network):
 
 def _cheap_params(network):
     """Random weights and thresholds without calibration (no reference run needed)."""
-    from pynq_bnn.params import LayerParams, Params
+    from pynq_bnn.spec.params import LayerParams, Params
     rng = np.random.default_rng(0)
     layers = {}
     for layer in network.layers:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pynq_bnn import bitpack
+from pynq_bnn.spec import bitpack
 
 
 @settings(max_examples=200, deadline=None)

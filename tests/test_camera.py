@@ -12,11 +12,11 @@ from pynq_bnn import camera
 from pynq_bnn.camera import (ArraySource, FrameSource, ImageFolderSource, OpenCVCamera,
                              SyntheticSource, VideoFileSource, open_source, preprocess_frame,
                              run_live, source_from_env, start_live)
-from pynq_bnn.classifier import Classifier
+from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.errors import BnnError, CameraError, ImageError
-from pynq_bnn.network import Network
-from pynq_bnn.preprocess import load_image
-from pynq_bnn.random_net import random_params
+from pynq_bnn.spec.network import Network
+from pynq_bnn.host.preprocess import load_image
+from pynq_bnn.testing import random_params
 
 CLIP = os.path.join(os.path.dirname(__file__), "data", "camera_clip")
 SMALL = Network(conv_channels=(64, 64, 64), pool_after=(False, True, True), fc_units=(64,))
@@ -375,7 +375,7 @@ def test_live_run_join_reraises(clf):
 
 
 def test_the_shipped_model_recognises_the_clip():
-    from pynq_bnn.classifier import default_model_path
+    from pynq_bnn.host.classifier import default_model_path
 
     if not os.path.exists(default_model_path()):
         pytest.skip("the trained model is not there yet")

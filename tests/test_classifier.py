@@ -1,18 +1,19 @@
-"""pynq_bnn.classifier on the cpu and mock backends: reference labels and scores, every input
+"""pynq_bnn.host.classifier on the cpu and mock backends: reference labels and scores, every input
 form, per-item errors, lifecycle."""
 import os
 
+from pynq_bnn.resources import SAMPLES_DIR
 import numpy as np
 import pytest
 from PIL import Image
 
-from pynq_bnn import classifier as clf_mod
-from pynq_bnn import reference
-from pynq_bnn.classifier import STAGES, Classifier, ClassifyResult
+from pynq_bnn.host import classifier as clf_mod
+from pynq_bnn.spec import reference
+from pynq_bnn.host.classifier import STAGES, Classifier, ClassifyResult
 from pynq_bnn.errors import BnnError, ImageError, ParamsError
-from pynq_bnn.network import Network
-from pynq_bnn.params import save_params
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import save_params
+from pynq_bnn.testing import random_images, random_params
 
 BACKENDS = ["cpu", "mock"]
 # Small but complete: conv1 on the host, two binary convs with pools, two dense layers.
@@ -85,7 +86,7 @@ def test_every_input_form(clf, model, images, tmp_path):
 
 def test_resized_inputs_match_the_reference_on_preprocessed_pixels(clf, model):
     big = random_images(2, 64, seed=5)
-    from pynq_bnn.preprocess import load_images
+    from pynq_bnn.host.preprocess import load_images
     _, small = load_images(big)
     check(clf.classify(big), model[0], small)
 
@@ -186,7 +187,7 @@ def test_bad_model_file_raises_params_error(tmp_path):
 
 
 def test_shipped_models_by_name(monkeypatch, tmp_path):
-    from pynq_bnn.shipped_models import SHIPPED_MODELS, shipped_model_path
+    from pynq_bnn.host.shipped_models import SHIPPED_MODELS, shipped_model_path
     half = Classifier("cifar10-half", backend="cpu")
     assert half.model_path == shipped_model_path("cifar10-half")
     assert half.network.conv_channels[0] == 64
@@ -243,10 +244,10 @@ def test_bad_chunk():
 
 @pytest.mark.skipif(not os.path.exists(clf_mod.DEFAULT_MODEL), reason="shipped model not built yet")
 def test_shipped_model_on_the_samples():
-    samples = os.path.join(os.path.dirname(clf_mod.__file__), "samples")
+    samples = SAMPLES_DIR
     files = sorted(os.path.join(samples, f) for f in os.listdir(samples) if f.endswith(".png"))
     with Classifier(backend="cpu") as c:
         r = c.classify(files)
         assert c.network.n_classes == 10 and len(r) == len(files)
-        from pynq_bnn.preprocess import load_images
+        from pynq_bnn.host.preprocess import load_images
         check(r, c.params, load_images(files)[1])

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pynq_bnn import __version__, reference
-from pynq_bnn.cli import main
+from pynq_bnn import __version__
+from pynq_bnn.spec import reference
+from pynq_bnn.tools.cli import main
 from pynq_bnn.errors import ParamsError
-from pynq_bnn.network import Network
-from pynq_bnn.params import save_params
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import save_params
+from pynq_bnn.testing import random_images, random_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
@@ -150,7 +151,7 @@ def test_eval_accuracy_equals_the_reference(capsys, model, tmp_path):
 def test_eval_progress_bar_on_a_terminal(capsys, model, tmp_path, monkeypatch):
     params, mpath = model
     data, *_ = _dataset(tmp_path, params, n=6, wrong=(1,))
-    monkeypatch.setattr("pynq_bnn.cli._stderr_isatty", lambda: True)
+    monkeypatch.setattr("pynq_bnn.tools.cli._stderr_isatty", lambda: True)
     code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--batch", "2", data)
     assert code == 0 and "\r[" in err and "6/6" in err
 
@@ -260,7 +261,7 @@ def test_main_leaves_logging_as_it_was(capsys, model, files):
 
 
 def test_many_files_are_classified_in_chunks(capsys, model, files, monkeypatch):
-    import pynq_bnn.classifier as c
+    import pynq_bnn.host.classifier as c
     monkeypatch.setattr(c, "DEFAULT_CHUNK", 2)
     imgs, paths, bad = files
     argv = paths + [bad] + paths
@@ -276,7 +277,7 @@ def test_unavailable_backend_exit_1_one_line(capsys, model, files):
 
 
 def test_hardware_timeout_exit_1_one_line(capsys, model, files, monkeypatch):
-    import pynq_bnn.cli as cli
+    import pynq_bnn.tools.cli as cli
     monkeypatch.setattr(cli, "_backend_options",
                         lambda args: {"faults": {"never_done": True}, "timeout": 0.2})
     code, out, err = run(capsys, "classify", "--backend", "mock", "--model", model[1], *files[1])
@@ -302,7 +303,7 @@ def test_subprocess(model, files):
     _, mpath = model
     _, paths, bad = files
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "pynq_bnn.cli", "classify", "--backend", "cpu",
+    proc = subprocess.run([sys.executable, "-m", "pynq_bnn.tools.cli", "classify", "--backend", "cpu",
                            "--model", mpath, paths[0], bad, paths[2]],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 2

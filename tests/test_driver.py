@@ -1,4 +1,4 @@
-"""pynq_bnn.driver on the simulated accelerator (pynq-free mock): exact scores, the HLS
+"""pynq_bnn.backends.driver on the simulated accelerator (pynq-free mock): exact scores, the HLS
 register protocol, cache maintenance, buffer lifetime, fault handling.
 
 The mock runs the numpy reference inside the simulated kernel, so every test here also checks
@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from pynq_bnn import abi, reference
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.backends import open_backend
-from pynq_bnn.backends.mock import MockHardware, SimBuffer
-from pynq_bnn.driver import SCORE_POISON, Accelerator, describe_abi_id
+from pynq_bnn.backends.sim.hardware import MockHardware, SimBuffer
+from pynq_bnn.backends.driver import SCORE_POISON, Accelerator, describe_abi_id
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout, ImageError, ParamsError
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.network import Network
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.spec.network import Network
+from pynq_bnn.testing import random_images, random_params
 
 # A small network with every feature (pooling convs, two dense layers) that runs in ms.
 SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
@@ -393,7 +393,7 @@ def test_timeout_shorter_than_latency_then_reset(small):
 # ----------------------------------------------------------------------------- the HLS C model
 
 def _hls_built():
-    from pynq_bnn.backends.sim import resolve_kernel
+    from pynq_bnn.backends.sim.kernel import resolve_kernel
     return resolve_kernel("auto")[1] is not None
 
 

@@ -1,4 +1,4 @@
-"""The native CPU engine (pynq_bnn.engine) against the spec (pynq_bnn.reference).
+"""The native CPU engine (pynq_bnn.backends.cpu.engine) against the spec (pynq_bnn.spec.reference).
 
 Every comparison is exact integer equality. Each popcount path this CPU supports is forced in
 turn (argument and PYNQ_BNN_ISA), with 1, 2 and 3 threads; the numpy fallback is checked too.
@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pynq_bnn import Network, engine, reference
+from pynq_bnn import Network
+from pynq_bnn.backends.cpu import engine
+from pynq_bnn.spec import reference
 from pynq_bnn.errors import BackendUnavailable
-from pynq_bnn.fast_first_layer import FirstLayer
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.host.layer1 import FirstLayer
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.testing import random_images, random_params
 
 NATIVE = engine.native_available()
 ISAS = engine.supported_isas()
@@ -219,7 +221,7 @@ def test_fallback_when_native_disabled(monkeypatch, caplog, net):
     monkeypatch.setenv("PYNQ_BNN_NATIVE", "0")
     monkeypatch.setattr(engine, "_warned", False)
     params, _, packed, ref = case(net, 7, seed=4)
-    with caplog.at_level("WARNING", logger="pynq_bnn.engine"):
+    with caplog.at_level("WARNING", logger="pynq_bnn.backends.cpu.engine"):
         e = engine.Engine(params)
         engine.Engine(params)
     assert not engine.native_available()
@@ -286,7 +288,7 @@ def test_first_layer_extreme_weights():
 
 
 def test_first_layer_restores_blas_threads():
-    from pynq_bnn.fast_first_layer import blas_thread_control
+    from pynq_bnn.host.layer1 import blas_thread_control
     ctl = blas_thread_control()
     if ctl is None:
         pytest.skip("numpy's BLAS is not an OpenBLAS with a thread control")
@@ -310,7 +312,7 @@ def test_optional_build_ext_turns_failure_into_warning(tmp_path, capsys):
 
     from setuptools import Distribution, Extension
 
-    path = os.path.join(os.path.dirname(engine.__file__), "_engine", "build.py")
+    path = os.path.join(os.path.dirname(engine.__file__), "build.py")
     spec = importlib.util.spec_from_file_location("bnn_build_under_test", path)
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)

@@ -235,9 +235,9 @@ def test_wheel_entry_points_and_requirements(wheel_meta, wheel_names):
     assert eps["pynq.notebooks"]["pynq-bnn"].strip() == "pynq_bnn.notebooks"
     assert eps["pynq.overlays"]["pynq-bnn"].strip() == "pynq_bnn.overlays"
     target = eps["console_scripts"]["pynq-bnn"].strip()
-    assert target == "pynq_bnn.cli:main"
+    assert target == "pynq_bnn.tools.cli:main"
     if os.path.isfile(os.path.join(PKG, "cli.py")):
-        assert "pynq_bnn/cli.py" in wheel_names
+        assert "pynq_bnn/tools/cli.py" in wheel_names
     requires = re.findall(r"^Requires-Dist: (.*)$", meta, re.M)
     unconditional = [r for r in requires if "extra ==" not in r]
     assert not [r for r in unconditional if re.match(r"pynq\b", r)], \
@@ -307,7 +307,7 @@ def test_wheel_imports_in_a_fresh_venv_without_pynq(venv, tmp_path):
         assert os.path.basename(rel) in got["notebooks"]
     assert ["pynq-bnn", "pynq_bnn.notebooks"] in got["eps"]["pynq.notebooks"]
     assert ["pynq-bnn", "pynq_bnn.overlays"] in got["eps"]["pynq.overlays"]
-    assert ["pynq-bnn", "pynq_bnn.cli:main"] in got["eps"]["console_scripts"]
+    assert ["pynq-bnn", "pynq_bnn.tools.cli:main"] in got["eps"]["console_scripts"]
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(PKG, "cli.py")), reason="no cli.py yet")

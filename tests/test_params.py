@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from pynq_bnn import ParamsError, load_params, save_params
-from pynq_bnn.network import Network
-from pynq_bnn.params import _checksum
-from pynq_bnn.random_net import random_params
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import _checksum
+from pynq_bnn.testing import random_params
 
 NET = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
               n_classes=10, image_size=8)

@@ -1,4 +1,4 @@
-"""Overlapped layer 1 + accelerator (pynq_bnn.pipeline) and the driver's submit/wait protocol.
+"""Overlapped layer 1 + accelerator (pynq_bnn.host.pipeline) and the driver's submit/wait protocol.
 
 Exactness only: overlapped scores equal sequential ones (and the numpy reference) on the mock
 and the cpu backend, leftover batches included; at most two batches in flight; errors reach
@@ -10,16 +10,16 @@ import os
 import numpy as np
 import pytest
 
-from pynq_bnn import abi, reference
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.backends import open_backend
-from pynq_bnn.bench import CYCLE_ESTIMATE_DIRS, bench_report, cycle_estimate, format_report
-from pynq_bnn.driver import Submission
+from pynq_bnn.tools.bench import CYCLE_ESTIMATE_DIRS, bench_report, cycle_estimate, format_report
+from pynq_bnn.backends.driver import Submission
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout, ImageError
-from pynq_bnn.fast_first_layer import FirstLayer
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.network import Network
-from pynq_bnn.pipeline import overlap_mode, run_pipelined, run_sequential
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.host.layer1 import FirstLayer
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.spec.network import Network
+from pynq_bnn.host.pipeline import overlap_mode, run_pipelined, run_sequential
+from pynq_bnn.testing import random_images, random_params
 
 SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
                 n_classes=10, image_size=8)
@@ -308,7 +308,7 @@ def test_cycle_estimate_is_labelled_and_the_shipped_copy_is_current():
 
 
 def test_cycle_estimate_follows_the_model_topology():
-    from pynq_bnn.network import Network
+    from pynq_bnn.spec.network import Network
     full = cycle_estimate(network=Network.full())
     if full is None:
         pytest.skip("no cycle estimate in this tree")

@@ -1,19 +1,20 @@
-"""pynq_bnn.preprocess: every accepted input gives the documented pixels, every bad one an
+"""pynq_bnn.host.preprocess: every accepted input gives the documented pixels, every bad one an
 ImageError that names the input."""
 import io
 import os
 import re
 
+from pynq_bnn.resources import SAMPLES_DIR
 import numpy as np
 import pytest
 from PIL import Image
 
-from pynq_bnn import preprocess as pp
+from pynq_bnn.host import preprocess as pp
 from pynq_bnn.errors import ImageError
 
 from conftest import CIFAR_DIR
 
-SAMPLES = os.path.join(os.path.dirname(pp.__file__), "samples")
+SAMPLES = SAMPLES_DIR
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 

@@ -19,13 +19,13 @@ pynq = pytest.importorskip("pynq")
 
 from pynq.buffer import PynqBuffer  # noqa: E402
 
-from pynq_bnn import abi, reference  # noqa: E402
+from pynq_bnn.spec import abi, reference  # noqa: E402
 from pynq_bnn.backends import open_backend  # noqa: E402
-from pynq_bnn.backends.simdevice import FIXTURE_BITSTREAM, SimDevice, activated  # noqa: E402
+from pynq_bnn.backends.sim.pynq_device import FIXTURE_BITSTREAM, SimDevice, activated  # noqa: E402
 from pynq_bnn.errors import HardwareError, HardwareTimeout  # noqa: E402
-from pynq_bnn.first_layer import conv1_packed  # noqa: E402
-from pynq_bnn.network import Network  # noqa: E402
-from pynq_bnn.random_net import random_images, random_params  # noqa: E402
+from pynq_bnn.spec.first_layer import conv1_packed  # noqa: E402
+from pynq_bnn.spec.network import Network  # noqa: E402
+from pynq_bnn.testing import random_images, random_params  # noqa: E402
 
 SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
                 n_classes=10, image_size=8)
@@ -49,7 +49,7 @@ def sim():
 
 
 def test_bnn_kernel_ip_binds_by_vlnv(sim):
-    from pynq_bnn.backends.pynq_ip import BnnKernelIP
+    from pynq_bnn.backends.pynq.ip import BnnKernelIP
     ol = pynq.Overlay(FIXTURE_BITSTREAM)
     assert ol.ip_dict["bnn_kernel_0"]["type"] == abi.KERNEL_VLNV
     ip = ol.bnn_kernel_0

@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pynq_bnn import reference
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.folding import apply_threshold
-from pynq_bnn.network import Network
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec import reference
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.spec.folding import apply_threshold
+from pynq_bnn.spec.network import Network
+from pynq_bnn.testing import random_images, random_params
 
 import textbook
 
@@ -98,7 +98,7 @@ def test_first_layer_is_exact_for_extreme_inputs():
     w[::2] = -127
     images = np.zeros((2, 8, 8, 3), np.uint8)
     images[1] = 255
-    from pynq_bnn.first_layer import conv1_sums
+    from pynq_bnn.spec.first_layer import conv1_sums
     sums = conv1_sums(w, images)
     expected = textbook.conv3x3(images.astype(np.float64) * 2 - 255, w.astype(np.float64))
     np.testing.assert_array_equal(sums, expected)

@@ -3,7 +3,7 @@
 * Several threads on one Classifier each get their own correct result: the driver serialises
   the accelerator (one IP, one set of DMA buffers) with a lock.
 * A second process is told "overlay in use by pid N": the cross-process board lock
-  (pynq_bnn.backends.lock.OverlayLock), which the pynq backend always takes and the mock takes
+  (pynq_bnn.backends.pynq.lock.OverlayLock), which the pynq backend always takes and the mock takes
   with ``lock=True``. Tested with real processes; the lock directory is a temporary one.
 """
 import os
@@ -17,14 +17,14 @@ import time
 import numpy as np
 import pytest
 
-from pynq_bnn import reference
+from pynq_bnn.spec import reference
 from pynq_bnn.backends import accelerated
-from pynq_bnn.backends.lock import LOCK_DIR_ENV, OverlayLock, lock_path
-from pynq_bnn.classifier import Classifier
+from pynq_bnn.backends.pynq.lock import LOCK_DIR_ENV, OverlayLock, lock_path
+from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.errors import HardwareError
-from pynq_bnn.network import Network
-from pynq_bnn.params import save_params
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import save_params
+from pynq_bnn.testing import random_images, random_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NET = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(), n_classes=4,
@@ -89,7 +89,7 @@ def test_threads_sharing_a_classifier_each_get_their_own_result(options):
 def test_last_timings_belong_to_the_calling_thread(backend):
     """A thread reading last_timings after its run sees its own run, not another thread's."""
     from pynq_bnn.backends import open_backend
-    from pynq_bnn.first_layer import conv1_packed
+    from pynq_bnn.spec.first_layer import conv1_packed
     small = conv1_packed(PARAMS, random_images(1, 8, seed=40))
     big = conv1_packed(PARAMS, random_images(64, 8, seed=41))
     with open_backend(backend, **({"kernel": "reference"} if backend == "mock" else {})) as be:
@@ -139,13 +139,13 @@ def test_concurrent_first_use_opens_one_backend(monkeypatch):
 HOLDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
-    from pynq_bnn.classifier import Classifier
+    from pynq_bnn.host.classifier import Classifier
     {how}
     print("locked", flush=True)
     sys.stdin.readline()          # hold until the parent says so (or is killed)
 """)
 HOW = {
-    "lock": "from pynq_bnn.backends.lock import OverlayLock\n"
+    "lock": "from pynq_bnn.backends.pynq.lock import OverlayLock\n"
             "lock = OverlayLock('Pynq-Z2', description='holder test').acquire()",
     "mock": "c = Classifier({model!r}, backend='mock', kernel='reference', lock=True)\n"
             "c.open()",
@@ -203,7 +203,7 @@ def test_a_second_process_using_the_mock_with_lock_gets_a_clear_error(lock_dir, 
             c.classify(random_images(1, 8, seed=1))
         c.close()
         # The CLI says it in one line, exit code 1.
-        code = (f"import sys; sys.path.insert(0, {ROOT!r}); import pynq_bnn.cli as cli; "
+        code = (f"import sys; sys.path.insert(0, {ROOT!r}); import pynq_bnn.tools.cli as cli; "
                 "cli._backend_options = lambda a: {'lock': True, 'kernel': 'reference'}; "
                 f"sys.exit(cli.main(['classify', '--backend', 'mock', '--model', {model!r}, "
                 f"{os.path.join(ROOT, 'pynq_bnn', 'samples', 'cat.png')!r}]))")
@@ -302,19 +302,19 @@ def fake_pynq(monkeypatch, tmp_path):
             raise OSError("simulated download failure")
     fake.Overlay = Overlay
     monkeypatch.setitem(sys.modules, "pynq", fake)
-    monkeypatch.delitem(sys.modules, "pynq_bnn.backends.pynq_ip", raising=False)
+    monkeypatch.delitem(sys.modules, "pynq_bnn.backends.pynq.ip", raising=False)
     bit = tmp_path / "bnn.bit"
     bit.write_bytes(b"")
     yield fake, str(bit)
     # forget the BnnKernelIP class built on the fake module
     import pynq_bnn.backends as backends
-    sys.modules.pop("pynq_bnn.backends.pynq_ip", None)
+    sys.modules.pop("pynq_bnn.backends.pynq.ip", None)
     if hasattr(backends, "pynq_ip"):
         delattr(backends, "pynq_ip")
 
 
 def test_pynq_backend_locks_before_download_and_releases_on_failure(lock_dir, fake_pynq):
-    from pynq_bnn.backends.pynq_backend import PynqHardware
+    from pynq_bnn.backends.pynq.hardware import PynqHardware
     fake, bit = fake_pynq
     with pytest.raises(HardwareError, match="simulated download failure"):
         PynqHardware(overlay=bit)
@@ -323,9 +323,9 @@ def test_pynq_backend_locks_before_download_and_releases_on_failure(lock_dir, fa
 
 
 def test_pynq_backend_refuses_a_board_in_use_before_touching_the_pl(lock_dir, fake_pynq):
-    from pynq_bnn.backends.pynq_backend import PynqHardware
+    from pynq_bnn.backends.pynq.hardware import PynqHardware
     fake, bit = fake_pynq
-    code = HOLDER.format(root=ROOT, how="from pynq_bnn.backends.lock import OverlayLock\n"
+    code = HOLDER.format(root=ROOT, how="from pynq_bnn.backends.pynq.lock import OverlayLock\n"
                                          "lock = OverlayLock('FakeBoard').acquire()")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from pynq_bnn import abi, reference
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.backends import accelerated
-from pynq_bnn.backends.sim import SimBnnKernel
-from pynq_bnn.classifier import Classifier
+from pynq_bnn.backends.sim.kernel import SimBnnKernel
+from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout
-from pynq_bnn.network import Network
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.network import Network
+from pynq_bnn.testing import random_images, random_params
 
 NET = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,), n_classes=3,
               image_size=8)
@@ -176,8 +176,8 @@ def test_cli_json_keeps_results_computed_before_a_hardware_error(tmp_path, capsy
 
     from PIL import Image
 
-    import pynq_bnn.cli as cli
-    from pynq_bnn.params import save_params
+    import pynq_bnn.tools.cli as cli
+    from pynq_bnn.spec.params import save_params
 
     model = str(tmp_path / "m.npz")
     save_params(PARAMS, model)
@@ -202,7 +202,7 @@ def test_cli_json_keeps_results_computed_before_a_hardware_error(tmp_path, capsy
 
 def test_bitstream_register_map_of_another_abi_is_refused_naming_every_difference():
     """The other half of "wrong ABI": the .hwh register map is checked before any start."""
-    from pynq_bnn.backends.pynq_backend import check_register_map
+    from pynq_bnn.backends.pynq.hardware import check_register_map
     good = {name: {"address_offset": off} for name, off in abi.HWH_REGISTER_NAMES.items()}
     assert check_register_map(good) is True
     assert check_register_map(None) is False and check_register_map({}) is False

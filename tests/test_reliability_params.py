@@ -21,11 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pynq_bnn import ParamsError, load_params, reference, save_params
-from pynq_bnn.classifier import Classifier
-from pynq_bnn.network import Network
-from pynq_bnn.params import _checksum, validate
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn import ParamsError, load_params, save_params
+from pynq_bnn.spec import reference
+from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import _checksum, validate
+from pynq_bnn.testing import random_images, random_params
 
 NET = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,), n_classes=3,
               image_size=8)
@@ -256,7 +257,7 @@ def test_absurd_shape_in_npy_header_is_refused_without_allocating(tmp_path, shap
 
     numpy.load on an npz entry allocates the declared array first (numpy/lib/format.py,
     read_array: ``numpy.ndarray(count, dtype)`` for non-file objects), so the loader must
-    check the header against the entry's size itself (pynq_bnn.params._check_npy_header).
+    check the header against the entry's size itself (pynq_bnn.spec.params._check_npy_header).
     """
     arrays = _arrays_of(_saved_bytes(str(tmp_path), PARAMS))
     buf = io.BytesIO()
@@ -293,7 +294,7 @@ class _Payload:
 def test_pickles_are_never_executed(tmp_path, capsys):
     import pickle
 
-    from pynq_bnn.cli import main
+    from pynq_bnn.tools.cli import main
 
     marker = tmp_path / "executed"
     payload = pickle.dumps(_Payload(str(marker)))

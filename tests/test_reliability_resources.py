@@ -14,15 +14,15 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from pynq_bnn import reference
+from pynq_bnn.spec import reference
 from pynq_bnn.backends import accelerated, open_backend
-from pynq_bnn.backends.mock import MockHardware
-from pynq_bnn.classifier import Classifier
-from pynq_bnn.driver import Accelerator
+from pynq_bnn.backends.sim.hardware import MockHardware
+from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.backends.driver import Accelerator
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.network import Network
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.spec.network import Network
+from pynq_bnn.testing import random_images, random_params
 
 # Tiny so that 10,000 classifications take seconds: 4x4 images, one binary conv, 2 classes.
 TINY = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(), n_classes=2,
@@ -101,7 +101,7 @@ def test_ten_thousand_classifications_keep_buffers_and_memory_flat():
 def test_simulator_log_keeps_only_the_latest_events(monkeypatch):
     """The SimLog records every register access (about 15 events per start) for
     check_transactions; a mock left running (a camera loop) keeps only the latest ones."""
-    from pynq_bnn.backends.sim import SimLog
+    from pynq_bnn.backends.sim.kernel import SimLog
     monkeypatch.setattr(SimLog, "MAX_EVENTS", 100)
     with open_backend("mock", kernel="reference") as be:
         be.load(PARAMS)

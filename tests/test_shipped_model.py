@@ -1,6 +1,6 @@
 """The shipped models: every implementation gives the same integer scores on real images.
 
-For each model in pynq_bnn.shipped_models.SHIPPED_MODELS: training model (PyTorch eval mode, from
+For each model in pynq_bnn.host.shipped_models.SHIPPED_MODELS: training model (PyTorch eval mode, from
 the committed checkpoint), numpy reference, native CPU engine (every ISA this machine has), the
 mock accelerator (numpy kernel and, when built, the compiled HLS C model) and the Classifier
 agree score for score. HLS C-simulation of both models is in tests/test_hls_csim.py.
@@ -10,11 +10,13 @@ import os
 import numpy as np
 import pytest
 
-from pynq_bnn import engine, load_params, reference
+from pynq_bnn.backends.cpu import engine
+from pynq_bnn import load_params
+from pynq_bnn.spec import reference
 from pynq_bnn.backends import open_backend
-from pynq_bnn.classifier import Classifier, default_model_path
-from pynq_bnn.shipped_models import SHIPPED_MODELS, shipped_model_path
-from pynq_bnn.first_layer import conv1_packed
+from pynq_bnn.host.classifier import Classifier, default_model_path
+from pynq_bnn.host.shipped_models import SHIPPED_MODELS, shipped_model_path
+from pynq_bnn.spec.first_layer import conv1_packed
 
 from conftest import CIFAR_DIR
 
@@ -46,7 +48,7 @@ def images():
         with np.load(path) as d:
             idx = np.random.default_rng(0).choice(len(d["y"]), N_IMAGES, replace=False)
             return d["x"][np.sort(idx)]
-    from pynq_bnn.preprocess import load_images
+    from pynq_bnn.host.preprocess import load_images
     samples = os.path.join(ROOT, "pynq_bnn", "samples")
     return load_images(sorted(os.path.join(samples, f) for f in os.listdir(samples)
                               if f.endswith(".png")))[1]
@@ -87,7 +89,7 @@ def test_cpu_engine_matches_reference(params, images, expected, isa):
 
 @pytest.mark.parametrize("kernel", ["reference", "engine", "hls-lib"])
 def test_mock_accelerator_matches_reference(params, images, expected, kernel):
-    from pynq_bnn import hls_lib
+    from pynq_bnn.backends.sim import hls_lib
     if kernel == "hls-lib" and hls_lib.load() is None:
         pytest.skip("HLS C-simulation library not built (make -C hls_src lib)")
     if kernel == "engine" and not engine.native_available():

@@ -13,9 +13,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # training/ is not an installed package
     sys.path.insert(0, _ROOT)
 
-from pynq_bnn.network import Network  # noqa: E402
-from pynq_bnn.params import load_params, save_params  # noqa: E402
-from pynq_bnn.reference import scores as reference_scores  # noqa: E402
+from pynq_bnn.spec.network import Network  # noqa: E402
+from pynq_bnn.spec.params import load_params, save_params  # noqa: E402
+from pynq_bnn.spec.reference import scores as reference_scores  # noqa: E402
 from training.export import CIFAR10_CLASSES, model_to_params  # noqa: E402
 from training.model import BinaryNet  # noqa: E402
 from training import train as train_mod  # noqa: E402

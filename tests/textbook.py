@@ -5,10 +5,10 @@ of the packed code (no bit packing, no thresholds) so the reference can be teste
 """
 import numpy as np
 
-from pynq_bnn.bitpack import unpack_signs
-from pynq_bnn.folding import fold_affine, fold_threshold
-from pynq_bnn.network import Network
-from pynq_bnn.params import LayerParams, Params
+from pynq_bnn.spec.bitpack import unpack_signs
+from pynq_bnn.spec.folding import fold_affine, fold_threshold
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import LayerParams, Params
 
 EPS = 1e-5
 
@@ -97,7 +97,7 @@ def random_model(net: Network, seed: int, images):
 
 def to_params(model) -> Params:
     """Fold and pack a textbook model into the parameter format."""
-    from pynq_bnn.bitpack import pack_signs
+    from pynq_bnn.spec.bitpack import pack_signs
     net = model["network"]
     layers = {}
     for layer in net.layers:

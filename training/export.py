@@ -9,7 +9,7 @@ takes ``model.pt``), or a checkpoint file, including the compact eval checkpoint
 integers come from :meth:`training.model.BinaryNet.folded`, the same ones the PyTorch eval mode
 uses, so the file scores bit-exactly as the model evaluated in training. ``--test`` adds the
 CIFAR-10 test accuracy (JPEG copy) to the training metadata and ``--verify N`` checks
-``pynq_bnn.reference.scores`` against the PyTorch int scores on N test images.
+``pynq_bnn.spec.reference.scores`` against the PyTorch int scores on N test images.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pynq_bnn.bitpack import pack_signs
-from pynq_bnn.network import Network
-from pynq_bnn.params import LayerParams, Params, save_params
+from pynq_bnn.spec.bitpack import pack_signs
+from pynq_bnn.spec.network import Network
+from pynq_bnn.spec.params import LayerParams, Params, save_params
 from training.model import BinaryNet
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -33,7 +33,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar1
 
 def model_to_params(model: BinaryNet, class_names=CIFAR10_CLASSES, description: str = "",
                     training: dict | None = None) -> Params:
-    """Build :class:`pynq_bnn.params.Params` from a model (its folded eval-mode integers)."""
+    """Build :class:`pynq_bnn.spec.params.Params` from a model (its folded eval-mode integers)."""
     net = model.network
     folded = model.folded()
     layers = {}
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     checksum = save_params(params, args.out)
     print(f"wrote {args.out} (sha256 content {checksum[:16]}...)", flush=True)
     if args.verify:
-        from pynq_bnn.params import load_params
-        from pynq_bnn.reference import scores
+        from pynq_bnn.spec.params import load_params
+        from pynq_bnn.spec.reference import scores
         p2 = load_params(args.out)
         imgs = test_x[:args.verify]
         ref = scores(p2, imgs)

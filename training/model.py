@@ -1,11 +1,11 @@
-"""BinaryNet in PyTorch for a :class:`pynq_bnn.network.Network` (docs/FORMAT.md).
+"""BinaryNet in PyTorch for a :class:`pynq_bnn.spec.network.Network` (docs/FORMAT.md).
 
 Training mode: straight-through estimators, float batch norm on (pooled) sums.
 
-Eval mode is **bit-exact** with ``pynq_bnn.reference``: it computes the integer sums of every
+Eval mode is **bit-exact** with ``pynq_bnn.spec.reference``: it computes the integer sums of every
 layer (exact in float32, all |sum| < 2^24), applies the folded integer thresholds of
-:func:`pynq_bnn.folding.fold_threshold` (pooling = max of integer sums, then the rule) and
-returns the last layer's integer sums (plus the affine of :func:`pynq_bnn.folding.fold_affine`
+:func:`pynq_bnn.spec.folding.fold_threshold` (pooling = max of integer sums, then the rule) and
+returns the last layer's integer sums (plus the affine of :func:`pynq_bnn.spec.folding.fold_affine`
 for the logits). The export (``training/export.py``) uses :meth:`BinaryNet.folded` so both see
 the very same integers.
 
@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pynq_bnn.folding import fold_affine, fold_threshold
-from pynq_bnn.network import Network
+from pynq_bnn.spec.folding import fold_affine, fold_threshold
+from pynq_bnn.spec.network import Network
 
 BN_EPS = 1e-4
 INPUT_SCALE = 255.0  # training input is (2p - 255) / 255

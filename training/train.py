@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pynq_bnn.network import Network
+from pynq_bnn.spec.network import Network
 from training.compact_data import load_arrays
 from training.model import BinaryNet, disable_tf32
 

@@ -11,7 +11,7 @@
 * ``pynq``: the board (pynq.Overlay, BnnKernelIP bound by VLNV, pynq.allocate).
   Options: overlay, board, device, download, ignore_version, reset_timeout, and the driver's
   max_batch, timeout, use_interrupt.
-* ``mock``: the accelerator simulated at register level (pynq_bnn.backends.sim), same driver.
+* ``mock``: the accelerator simulated at register level (pynq_bnn.backends.sim.kernel), same driver.
   Options: faults, kernel, interrupt, board, mem_base, via_pynq, and the driver's.
 * ``cpu``: no FPGA (numpy reference for now, the native engine later). Ignores options.
 * ``auto``: pynq on a PYNQ board with an installed (or given) bitstream, else cpu; the choice
@@ -42,7 +42,7 @@ def board_status(overlay: Optional[str] = None, board: Optional[str] = None) -> 
     """Can the "pynq" backend run here? ``(ok, reason)``, without loading anything.
 
     ok needs: pynq importable, a pynq device found (a PYNQ board), and a bitstream (``overlay``
-    or the installed one for the board, pynq_bnn.overlay_files.find_overlay).
+    or the installed one for the board, pynq_bnn.backends.pynq.overlay_files.find_overlay).
     """
     if importlib.util.find_spec("pynq") is None:
         return False, "pynq is not installed"
@@ -60,7 +60,7 @@ def board_status(overlay: Optional[str] = None, board: Optional[str] = None) -> 
         if not os.path.isfile(path):
             return False, f"overlay {path} does not exist"
     else:
-        from ..overlay_files import find_overlay
+        from .pynq.overlay_files import find_overlay
         try:
             path = find_overlay(board)
         except BackendUnavailable as e:
@@ -107,7 +107,7 @@ def open_backend(name: str = "auto", **options) -> Backend:
         from .accelerated import open_mock
         return open_mock(**options)
     if key == "cpu":
-        from .cpu import CpuBackend
+        from .cpu.backend import CpuBackend
         return CpuBackend(**options)
     raise BackendUnavailable(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
 
@@ -126,5 +126,5 @@ def _open_auto(**options) -> Backend:
             return backend
     else:
         logger.info("backend auto: cpu, because %s", reason)
-    from .cpu import CpuBackend
+    from .cpu.backend import CpuBackend
     return CpuBackend(**options)

@@ -4,15 +4,15 @@ from __future__ import annotations
 import logging
 from typing import Dict
 
-from .. import abi
-from ..driver import DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT, Accelerator, describe_abi_id
+from ..spec import abi
+from .driver import DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT, Accelerator, describe_abi_id
 from .base import Backend, Hardware
 
 logger = logging.getLogger(__name__)
 
 
 class AcceleratorBackend(Backend):
-    """A :class:`~pynq_bnn.backends.base.Backend` that runs :class:`pynq_bnn.driver.Accelerator`.
+    """A :class:`~pynq_bnn.backends.base.Backend` that runs :class:`pynq_bnn.backends.driver.Accelerator`.
 
     Parameters
     ----------
@@ -21,7 +21,7 @@ class AcceleratorBackend(Backend):
     hardware : Hardware
         Registers, buffers and interrupt of the IP.
     max_batch, timeout, use_interrupt
-        Passed to :class:`~pynq_bnn.driver.Accelerator`.
+        Passed to :class:`~pynq_bnn.backends.driver.Accelerator`.
     on_close : callable, optional
         Called once by :meth:`close`, after the hardware is closed.
     """
@@ -124,7 +124,7 @@ def _split(options: dict):
 def open_pynq(**options) -> AcceleratorBackend:
     """The "pynq" backend: options of PynqHardware (overlay, board, device, download,
     ignore_version, reset_timeout) and of the driver (max_batch, timeout, use_interrupt)."""
-    from .pynq_backend import PynqHardware
+    from .pynq.hardware import PynqHardware
 
     driver, hw_options = _split(dict(options))
     return AcceleratorBackend("pynq", PynqHardware(**hw_options), **driver)
@@ -143,7 +143,7 @@ def open_mock(via_pynq: bool = False, **options) -> MockBackend:
     driver, sim_options = _split(dict(options))
     overlay = sim_options.pop("overlay", None)
     if not via_pynq:
-        from .mock import MockHardware
+        from .sim.hardware import MockHardware
 
         if overlay:
             logger.info("mock backend: overlay %s ignored (pass via_pynq=True to load its "
@@ -151,10 +151,10 @@ def open_mock(via_pynq: bool = False, **options) -> MockBackend:
 
         hw = MockHardware(**sim_options)
         return MockBackend(hw, hw.sim, hw.memory, **driver)
-    from .pynq_backend import import_pynq
+    from .pynq.hardware import import_pynq
 
     import_pynq()
-    from . import simdevice
+    from .sim import pynq_device as simdevice
 
     overlay = overlay or simdevice.FIXTURE_BITSTREAM
     lock = bool(sim_options.pop("lock", False))  # the board lock only when asked for
@@ -163,7 +163,7 @@ def open_mock(via_pynq: bool = False, **options) -> MockBackend:
     device = simdevice.SimDevice(**sim_options)
     activation = simdevice.activated(device)
     try:
-        from .pynq_backend import PynqHardware
+        from .pynq.hardware import PynqHardware
 
         hw = PynqHardware(overlay=overlay, device=device, lock=lock)
         return MockBackend(hw, device.kernel_model, device.memory, on_close=activation.restore,

@@ -1,6 +1,6 @@
 """The two interfaces of this package.
 
-:class:`Hardware` is the narrow interface between :mod:`pynq_bnn.driver` and a hardware-like
+:class:`Hardware` is the narrow interface between :mod:`pynq_bnn.backends.driver` and a hardware-like
 backend (the board through pynq, or the simulated IP). The driver uses nothing else, and
 nothing in the driver asks which implementation it has.
 
@@ -16,7 +16,7 @@ from typing import Dict
 import numpy as np
 
 from ..errors import BnnError, ImageError
-from ..network import WORD_BITS, Network
+from ..spec.network import WORD_BITS, Network
 
 
 class Hardware:
@@ -75,7 +75,7 @@ def check_packed(network: Network, packed) -> np.ndarray:
     a = np.asarray(packed)
     if a.dtype != np.uint64:
         raise ImageError(f"packed input: dtype {a.dtype}, expected uint64 "
-                         "(pynq_bnn.first_layer.conv1_packed makes it)")
+                         "(pynq_bnn.spec.first_layer.conv1_packed makes it)")
     if a.ndim != 4 or tuple(a.shape[1:]) != expected:
         raise ImageError(f"packed input: shape {tuple(a.shape)}, expected (N,) + {expected}")
     return np.ascontiguousarray(a)

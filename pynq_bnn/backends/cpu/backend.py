@@ -1,0 +1,94 @@
+"""The "cpu" backend: no FPGA; layers 2..L on the ARM (or any PC).
+
+Runs :class:`pynq_bnn.backends.cpu.engine.Engine` (the native XNOR-popcount engine, which itself falls back
+to the numpy reference without its C library); if the engine module is missing or fails to
+construct, :func:`pynq_bnn.spec.reference.binary_scores` (bit-exact, about 0.1 s per image for the
+full network on a PC). ``engine=False`` forces the reference.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from ...spec import reference
+from ...errors import BnnError
+from ..base import Backend, check_packed
+
+logger = logging.getLogger(__name__)
+
+
+def _engine_name(isa: str) -> str:
+    return "numpy reference" if isa == "numpy-reference" else f"native engine ({isa})"
+
+
+class CpuBackend(Backend):
+    """Runs the binary layers on the CPU; options for the hardware backends are ignored.
+
+    Parameters
+    ----------
+    engine : bool
+        Use the native engine where it is available (default True).
+    """
+
+    name = "cpu"
+
+    def __init__(self, engine: bool = True, **ignored):
+        super().__init__()
+        self._use_engine = bool(engine)
+        self._params = None
+        self._engine = None
+        if ignored:
+            logger.debug("cpu backend ignores options %s", sorted(ignored))
+
+    @property
+    def kernel(self) -> str:
+        """What runs the layers: the loaded engine's ISA, or (before load) what load will use."""
+        if self._engine is not None:
+            return _engine_name(self._engine.isa)
+        if self._use_engine and self._params is None:
+            try:
+                from . import engine
+                return _engine_name(engine.best_isa())
+            except Exception:  # describe() must not fail; load() reports the reason
+                pass
+        return "numpy reference"
+
+    def load(self, params) -> None:
+        self._check_open()
+        self._close_engine()
+        self._params = params
+        if self._use_engine:
+            try:
+                from .engine import Engine
+                self._engine = Engine(params)
+            except Exception as e:  # the reference is always there and always exact
+                logger.warning("cpu backend: native engine unavailable (%s: %s); numpy reference",
+                               type(e).__name__, e)
+                self._engine = None
+
+    def run(self, packed):
+        self._check_open()
+        if self._params is None:
+            raise BnnError("no model loaded: call load(params) first")
+        x = check_packed(self._params.network, packed)
+        t0 = time.perf_counter()
+        if self._engine is not None:
+            scores = self._engine.binary_scores(x)
+        else:
+            scores = reference.binary_scores(self._params, x)
+        self._timings.value = {"transfer": 0.0, "kernel": time.perf_counter() - t0}
+        return scores
+
+    def describe(self):
+        return {"backend": "cpu", "board": None, "bitstream": None, "kernel": self.kernel,
+                "abi_id": None, "model_loaded": self._params is not None}
+
+    def _close_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None and hasattr(engine, "close"):
+            engine.close()
+
+    def close(self) -> None:
+        self._close_engine()
+        self._params = None
+        self._closed = True

@@ -1,0 +1,196 @@
+"""One pynq-bnn process per board: a cross-process advisory lock on the programmable logic.
+
+PYNQ records *which* bitstream is loaded (``pynq.PL.bitfile_name`` / ``Device.bitfile_name``,
+``PL.timestamp``, and since 3.0 a global state file, ``pynq/pl_server/global_state.py``), but
+not *who* uses it: a second process may download its own overlay over a running one, or start
+the same kernel while the first is waiting for it, and both then get garbage or a hang. So the
+pynq backend takes this lock before it downloads anything and keeps it until ``close()``.
+
+The lock is ``fcntl.flock`` on ``<dir>/pynq-bnn-<board>.lock`` (``dir``: ``$PYNQ_BNN_LOCK_DIR``,
+else the system temporary directory, shared by every user of the board). The kernel releases
+it when the holder exits or crashes, so a stale file never blocks anyone; the file only tells
+the next process who holds it (pid, program, bitstream, time). It is advisory: it stops other
+pynq-bnn processes, not a foreign program that loads an overlay.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import sys
+import tempfile
+import time
+from typing import Optional
+
+from ...errors import HardwareError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no PYNQ board runs it; the lock becomes a no-op
+    fcntl = None
+
+LOCK_DIR_ENV = "PYNQ_BNN_LOCK_DIR"
+
+__all__ = ["OverlayLock", "lock_path", "LOCK_DIR_ENV"]
+
+
+def lock_path(key: str, directory: Optional[str] = None) -> str:
+    """The lock file for ``key`` (a board name): ``<dir>/pynq-bnn-<key>.lock``."""
+    directory = directory or os.environ.get(LOCK_DIR_ENV) or tempfile.gettempdir()
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(key)) or "pl"
+    return os.path.join(directory, f"pynq-bnn-{safe}.lock")
+
+
+def _open(path: str):
+    """(fd, writable) for the lock file, created world-writable if it does not exist.
+
+    An existing file is opened without O_CREAT first: with ``fs.protected_regular`` (the
+    default on many distributions) O_CREAT on another user's file in a sticky /tmp fails
+    even when its mode allows writing. A file we may not write is still lockable read-only.
+    """
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(3):
+        try:
+            return os.open(path, flags), True
+        except FileNotFoundError:
+            try:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue  # created by someone else meanwhile: open theirs
+            try:
+                os.fchmod(fd, 0o666)  # every user of the board may take it later (umask)
+            except OSError:
+                pass
+            return fd, True
+        except PermissionError:
+            ro = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            return os.open(path, ro), False
+    raise HardwareError(f"cannot create the lock file {path}")
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            return f.read(4096)
+    except OSError:
+        return ""
+
+
+class OverlayLock:
+    """An exclusive, cross-process lock on one board's programmable logic.
+
+    Parameters
+    ----------
+    key : str
+        What is locked: the board (pynq device) name, so that two processes with different
+        bitstreams exclude each other too (there is one PL).
+    directory : str, optional
+        Where the lock file lives (default ``$PYNQ_BNN_LOCK_DIR`` or the temporary directory).
+    description : str
+        Written into the lock file for the next process's error message (e.g. the bitstream).
+
+    Use :meth:`acquire` / :meth:`release` (idempotent) or ``with``. A forked child does not
+    release its parent's lock.
+    """
+
+    def __init__(self, key: str, directory: Optional[str] = None, description: str = ""):
+        self.key = str(key)
+        self.path = lock_path(key, directory)
+        self.description = description
+        self._fd: Optional[int] = None
+        self._owner_pid: Optional[int] = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None and self._owner_pid == os.getpid()
+
+    def acquire(self, timeout: float = 0.0) -> "OverlayLock":
+        """Take the lock, waiting up to ``timeout`` seconds for its holder to let go.
+
+        Raises
+        ------
+        HardwareError
+            "overlay in use by pid N": another process (or another open backend of this
+            process) holds it; the message names the holder and the lock file.
+        """
+        if self.held or fcntl is None:
+            return self
+        try:
+            fd, writable = _open(self.path)
+        except OSError as e:
+            raise HardwareError(f"cannot open the board lock {self.path}: "
+                                f"{e.strerror or e}") from None
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise HardwareError(f"cannot lock {self.path}: {e.strerror or e}") from None
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise HardwareError(self._in_use_message()) from None
+                time.sleep(0.05)
+        self._fd, self._owner_pid = fd, os.getpid()
+        if writable:
+            argv = list(sys.argv) or ["?"]
+            if argv[0] in ("", "-c", "-m"):
+                argv[0] = f"{os.path.basename(sys.executable)} {argv[0]}".strip()
+            info = (f"{os.getpid()}\n{' '.join(argv)[:200]}\n{self.description}\n"
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info.encode("utf-8", "replace"), 0)
+            except OSError:
+                pass  # the lock is what matters; the note is a courtesy
+        return self
+
+    def _in_use_message(self) -> str:
+        lines = _holder(self.path).splitlines()
+        pid = lines[0].strip() if lines and lines[0].strip().isdigit() else None
+        if pid is None:
+            who = "another process (pid unknown)"
+        elif int(pid) == os.getpid():
+            who = (f"this process (pid {pid}): another pynq-bnn backend or Classifier of it "
+                   "is still open; close it first")
+        else:
+            program = lines[1].strip() if len(lines) > 1 and lines[1].strip() else "?"
+            since = f" since {lines[3].strip()}" if len(lines) > 3 and lines[3].strip() else ""
+            what = f", {lines[2].strip()}" if len(lines) > 2 and lines[2].strip() else ""
+            who = f"pid {pid} ({program}{what}){since}; close that program or notebook kernel"
+        return f"overlay in use by {who} [board {self.key}, lock {self.path}]"
+
+    def release(self) -> None:
+        """Let go of the lock (idempotent). In a forked child it only closes the inherited
+        descriptor: unlocking would release the parent's lock too (flock locks belong to the
+        open file, which parent and child share)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if self._owner_pid == os.getpid() and fcntl is not None:
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError:
+                    pass
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"<OverlayLock {self.path}{' held' if self.held else ''}>"

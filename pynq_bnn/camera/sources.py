@@ -1,0 +1,556 @@
+"""Frame sources (USB camera, video file, image folder, synthetic): every one returns RGB.
+
+::
+
+    from pynq_bnn import camera
+    from pynq_bnn.host.classifier import Classifier
+
+    with Classifier() as clf:
+        source = camera.open_source("usb:0")          # or "folder:PATH", "video:PATH", ...
+        stats = camera.run_live(clf, source, max_frames=100,
+                                on_result=lambda r: print(r.class_name, f"{r.fps:.1f} fps"))
+        print(stats.fps, stats.mean_ms())
+
+Frames
+------
+Every source's :meth:`FrameSource.read` returns an **RGB** ``uint8`` ``H x W x 3`` array (a new
+array per call), or ``None`` when a finite source (a video file, a folder without ``loop``) has
+no more frames. OpenCV delivers BGR: :class:`OpenCVCamera` and :class:`VideoFileSource`
+convert to RGB as they read, so nothing downstream needs to know where a frame came from.
+:func:`preprocess_frame` turns a frame into the network's input (``order="BGR"`` for a raw
+OpenCV frame): centre square, resized to ``size x size`` with
+:func:`pynq_bnn.host.preprocess.load_image` (the same resampling as for image files).
+
+Sources
+-------
+:class:`OpenCVCamera`
+    ``cv2.VideoCapture(index)`` at 640 x 480, as the PYNQ base-overlay webcam notebooks do
+    (OpenCV is preinstalled on PYNQ images). Needs ``cv2``.
+:class:`VideoFileSource`
+    a video file through OpenCV (optionally looped). Needs ``cv2``.
+:class:`ImageFolderSource`
+    the image files of a folder in sorted name order, read with Pillow (optionally looped).
+:class:`ArraySource`, :class:`SyntheticSource`
+    frames from memory, and generated test frames (a moving square on a gradient). Neither
+    needs OpenCV.
+
+:func:`open_source` builds one from a short text spec (``"usb:0"``, ``"video:clip.mp4"``,
+``"folder:frames/"``, ``"synthetic:50"``), and :func:`source_from_env` reads that spec from
+``$PYNQ_BNN_CAMERA`` (the notebooks' fake camera off-board). Every source is a context manager;
+:meth:`FrameSource.close` is idempotent and always releases the device.
+
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import CameraError, ImageError
+from ..host.preprocess import load_image, to_rgb
+
+__all__ = ["FrameSource", "OpenCVCamera", "VideoFileSource", "ImageFolderSource", "ArraySource",
+           "SyntheticSource", "open_source", "source_from_env", "preprocess_frame", "CAMERA_ENV",
+           "IMAGE_EXTENSIONS", "cv2_available"]
+
+log = logging.getLogger(__name__)
+
+CAMERA_ENV = "PYNQ_BNN_CAMERA"
+"""Environment variable holding an :func:`open_source` spec (the notebooks' camera)."""
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
+                    ".webp")
+"""File name endings :class:`ImageFolderSource` picks up (case-insensitive)."""
+
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480
+
+
+# ----------------------------------------------------------------------------- OpenCV
+
+def _import_cv2():
+    """``cv2``, or a :class:`CameraError` saying how to get it."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # as the PYNQ webcam notebooks do
+    try:
+        import cv2
+    except ImportError as e:
+        raise CameraError(f"OpenCV (cv2) is not available ({e}): install opencv-python-headless "
+                          "(PYNQ board images ship it), or use a 'folder:PATH' source") from None
+    return cv2
+
+
+def cv2_available() -> bool:
+    """OpenCV can be imported here (USB cameras and video files need it)."""
+    try:
+        _import_cv2()
+    except CameraError:
+        return False
+    return True
+
+
+def _bgr_to_rgb(frame: np.ndarray, name: str) -> np.ndarray:
+    """An OpenCV frame (BGR, BGRA or grey) -> a new contiguous RGB uint8 array."""
+    a = np.asarray(frame)
+    if a.dtype != np.uint8:
+        raise CameraError(f"{name}: frame dtype {a.dtype}, expected uint8")
+    if a.ndim == 2:
+        return np.ascontiguousarray(np.repeat(a[:, :, None], 3, axis=2))
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        return np.ascontiguousarray(a[:, :, 2::-1])
+    raise CameraError(f"{name}: frame of shape {a.shape} is not an image")
+
+
+# ----------------------------------------------------------------------------- sources
+
+class FrameSource:
+    """Where frames come from: ``read()`` -> RGB ``uint8[H, W, 3]`` or ``None`` (no more).
+
+    Subclasses implement :meth:`_read` and :meth:`_release`. A source is a context manager and
+    an iterator over its frames; :meth:`close` is idempotent, and a closed source refuses
+    :meth:`read` with :class:`~pynq_bnn.errors.CameraError`.
+
+    Attributes
+    ----------
+    name : str
+        What the source is (device, file or folder), used in messages.
+    frames_read : int
+        Frames returned so far.
+    """
+
+    name = "frame source"
+
+    def __init__(self):
+        self._closed = False
+        self.frames_read = 0
+
+    def read(self) -> Optional[np.ndarray]:
+        """The next frame, RGB ``uint8[H, W, 3]``; ``None`` at the end of a finite source.
+
+        Raises
+        ------
+        CameraError
+            The source is closed, or the device / file cannot deliver a frame.
+        """
+        if self._closed:
+            raise CameraError(f"{self.name}: the source is closed")
+        frame = self._read()
+        if frame is not None:
+            self.frames_read += 1
+        return frame
+
+    def close(self) -> None:
+        """Release the device or files. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _read(self) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # never raise from a finaliser
+            pass
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name}{' closed' if self._closed else ''}>"
+
+
+def _device_name(device: Union[int, str]) -> str:
+    if isinstance(device, int):
+        if sys.platform.startswith("linux"):
+            return f"camera {device} (/dev/video{device})"
+        return f"camera {device}"
+    return f"camera {device}"
+
+
+class OpenCVCamera(FrameSource):
+    """A USB webcam (V4L2 on Linux) through ``cv2.VideoCapture``.
+
+    Parameters
+    ----------
+    device : int or str
+        Camera index (0 is ``/dev/video0``) or a device path / OpenCV URL.
+    width, height : int
+        Requested capture size (the driver may pick the nearest it supports; frames come at
+        whatever size the camera delivers).
+    retries : int
+        Consecutive failed grabs tolerated before :meth:`read` gives up (cameras drop the
+        first frames after opening).
+
+    Raises
+    ------
+    CameraError
+        OpenCV is not installed, or the camera cannot be opened (none attached, busy, no
+        permission); the message names the device.
+    """
+
+    def __init__(self, device: Union[int, str] = 0, width: int = DEFAULT_WIDTH,
+                 height: int = DEFAULT_HEIGHT, retries: int = 5):
+        super().__init__()
+        self._cap = None
+        self.device = device
+        self.name = _device_name(device)
+        self.retries = max(0, int(retries))
+        cv2 = _import_cv2()
+        self._cv2 = cv2
+        try:
+            cap = cv2.VideoCapture(device)
+        except Exception as e:  # some OpenCV builds raise instead of returning a closed capture
+            self._closed = True
+            raise CameraError(f"{self.name}: cannot be opened ({type(e).__name__}: {e})") from None
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            self._closed = True
+            raise CameraError(f"{self.name}: cannot be opened: no camera attached, or it is in "
+                              "use by another program (close other notebooks using it), or no "
+                              "permission to open it")
+        self._cap = cap
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(width))
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(height))
+        log.info("%s opened at %s x %s", self.name, width, height)
+
+    def _read(self) -> np.ndarray:
+        for _ in range(self.retries + 1):
+            ok, frame = self._cap.read()
+            if ok and frame is not None:
+                return _bgr_to_rgb(frame, self.name)
+        raise CameraError(f"{self.name}: no frame after {self.retries + 1} tries (camera "
+                          "unplugged, or in use by another program?)")
+
+    def _release(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+            log.info("%s released", self.name)
+
+
+class VideoFileSource(FrameSource):
+    """The frames of a video file, decoded by OpenCV (converted to RGB).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    loop : bool
+        Start again at the first frame at the end (never returns ``None``).
+
+    Raises
+    ------
+    CameraError
+        No such file, OpenCV missing, or OpenCV cannot decode it.
+    """
+
+    def __init__(self, path, loop: bool = False):
+        super().__init__()
+        self._cap = None
+        self.path = os.fsdecode(os.fspath(path))
+        self.name = f"video {self.path}"
+        self.loop = bool(loop)
+        if not os.path.isfile(self.path):
+            self._closed = True
+            raise CameraError(f"{self.name}: no such file")
+        cv2 = _import_cv2()
+        self._cv2 = cv2
+        cap = cv2.VideoCapture(self.path)
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            self._closed = True
+            raise CameraError(f"{self.name}: OpenCV cannot open it (unknown format or codec)")
+        self._cap = cap
+
+    def _read(self) -> Optional[np.ndarray]:
+        ok, frame = self._cap.read()
+        if (not ok or frame is None) and self.loop:
+            self._cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                raise CameraError(f"{self.name}: no frame after rewinding (empty video?)")
+        if not ok or frame is None:
+            return None
+        return _bgr_to_rgb(frame, self.name)
+
+    def _release(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+
+
+class ImageFolderSource(FrameSource):
+    """The image files of a folder, in sorted name order, read with Pillow (a fake camera).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A folder. Files whose names end in one of :data:`IMAGE_EXTENSIONS` are used.
+    loop : bool
+        Start again at the first file after the last (never returns ``None``).
+
+    Raises
+    ------
+    CameraError
+        The folder does not exist or holds no image file; :meth:`read` raises it for a file
+        that cannot be decoded (naming the file).
+    """
+
+    def __init__(self, path, loop: bool = False):
+        super().__init__()
+        self.path = os.fsdecode(os.fspath(path))
+        self.name = f"folder {self.path}"
+        self.loop = bool(loop)
+        if not os.path.isdir(self.path):
+            self._closed = True
+            raise CameraError(f"{self.name}: no such folder")
+        self.files: List[str] = sorted(
+            os.path.join(self.path, f) for f in os.listdir(self.path)
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+            and os.path.isfile(os.path.join(self.path, f)))
+        if not self.files:
+            self._closed = True
+            raise CameraError(f"{self.name}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        self._next = 0
+
+    def _read(self) -> Optional[np.ndarray]:
+        if self._next >= len(self.files):
+            if not self.loop:
+                return None
+            self._next = 0
+        path = self.files[self._next]
+        self._next += 1
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return np.array(to_rgb(img, path), dtype=np.uint8)
+        except ImageError as e:
+            raise CameraError(str(e)) from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+            raise CameraError(f"{path}: cannot read the image ({type(e).__name__}: {e})") from None
+
+
+class ArraySource(FrameSource):
+    """Frames from memory: a sequence (or iterable) of ``uint8 H x W x 3`` arrays.
+
+    Parameters
+    ----------
+    frames : sequence or iterable of numpy.ndarray
+        A 4-D array counts as a sequence of frames. An iterable is consumed once (no ``loop``).
+    loop : bool
+        Cycle through a sequence forever.
+    order : str
+        ``"RGB"`` (default) or ``"BGR"`` (converted to RGB on read).
+    """
+
+    def __init__(self, frames: Union[Sequence[np.ndarray], Iterable[np.ndarray]],
+                 loop: bool = False, order: str = "RGB", name: str = "array frames"):
+        super().__init__()
+        self.name = name
+        self.order = _check_order(order)
+        self.loop = bool(loop)
+        if isinstance(frames, np.ndarray) or hasattr(frames, "__getitem__"):
+            self._frames = frames
+            self._iter = None
+        else:
+            if loop:
+                raise ValueError("loop=True needs a sequence of frames, not an iterator")
+            self._frames = None
+            self._iter = iter(frames)
+        self._next = 0
+
+    def _read(self) -> Optional[np.ndarray]:
+        if self._iter is not None:
+            frame = next(self._iter, None)
+        else:
+            if self._next >= len(self._frames):
+                if not self.loop or len(self._frames) == 0:
+                    return None
+                self._next = 0
+            frame = self._frames[self._next]
+            self._next += 1
+        if frame is None:
+            return None
+        frame = np.asarray(frame)
+        _check_frame(frame, self.name)
+        return _bgr_to_rgb(frame, self.name) if self.order == "BGR" else np.array(frame)
+
+
+class SyntheticSource(FrameSource):
+    """Generated test frames: a bright square moving over a colour gradient (no files, no cv2).
+
+    Parameters
+    ----------
+    n_frames : int or None
+        Frames before the end (``None``: endless).
+    width, height : int
+        Frame size.
+    seed : int
+        Varies the colours; the same seed gives the same frames.
+    """
+
+    def __init__(self, n_frames: Optional[int] = None, width: int = 160, height: int = 120,
+                 seed: int = 0):
+        super().__init__()
+        if n_frames is not None and n_frames < 0:
+            raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+        if width < 1 or height < 1:
+            raise ValueError(f"frame size {width} x {height} has no pixels")
+        self.n_frames, self.width, self.height = n_frames, int(width), int(height)
+        self.name = f"synthetic {self.width}x{self.height}"
+        rng = np.random.default_rng(seed)
+        c0, c1, c2 = rng.integers(0, 256, size=(3, 3)).astype(np.float32)
+        v, u = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
+        u = (u / max(1, self.width - 1))[..., None]
+        v = (v / max(1, self.height - 1))[..., None]
+        background = (c0 * (1 - u) + c1 * u) * (1 - v) + c2 * v * 0.5
+        self._background = np.clip(background, 0, 255).astype(np.uint8)
+        self._square = (255 - c0).astype(np.uint8)
+        self._side = max(1, min(self.width, self.height) // 3)
+        self._i = 0
+
+    def _read(self) -> Optional[np.ndarray]:
+        if self.n_frames is not None and self._i >= self.n_frames:
+            return None
+        i = self._i
+        self._i += 1
+        img = self._background.copy()
+        side = self._side
+        x0 = (7 * i) % max(1, self.width - side + 1)
+        y0 = (5 * i) % max(1, self.height - side + 1)
+        img[y0:y0 + side, x0:x0 + side] = self._square
+        return img
+
+
+def _check_order(order: str) -> str:
+    o = str(order).upper()
+    if o not in ("RGB", "BGR"):
+        raise ValueError(f"order must be 'RGB' or 'BGR', got {order!r}")
+    return o
+
+
+def _check_frame(frame: np.ndarray, name: str) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+            or frame.shape[2] != 3 or 0 in frame.shape:
+        desc = (f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray)
+                else type(frame).__name__)
+        raise CameraError(f"{name}: frame {desc} is not a uint8 H x W x 3 image")
+
+
+# ----------------------------------------------------------------------------- specs
+
+def open_source(spec: Union[str, int], *, loop: bool = False, width: int = DEFAULT_WIDTH,
+                height: int = DEFAULT_HEIGHT) -> FrameSource:
+    """A frame source from a short description.
+
+    Parameters
+    ----------
+    spec : str or int
+        ``0`` / ``"0"`` / ``"usb"`` / ``"usb:N"`` / ``"camera:N"`` / ``"/dev/videoN"``: a USB
+        camera; ``"video:PATH"``: a video file; ``"folder:PATH"``: an image folder;
+        ``"synthetic"`` / ``"synthetic:N"``: generated frames (N of them, else endless). A bare
+        path is a folder if it is one, else a video file.
+    loop : bool
+        Loop a video file or folder (ignored for cameras).
+    width, height : int
+        Capture size requested from a camera; frame size of a synthetic source is 160 x 120.
+
+    Raises
+    ------
+    CameraError
+        The source cannot be opened (see each class).
+    ValueError
+        The spec is empty or malformed.
+    """
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return OpenCVCamera(spec, width, height)
+    text = os.fsdecode(os.fspath(spec)).strip() if not isinstance(spec, str) else spec.strip()
+    if not text:
+        raise ValueError("empty frame-source spec")
+    kind, sep, rest = text.partition(":")
+    kind_l = kind.lower()
+    if text.isdigit():
+        return OpenCVCamera(int(text), width, height)
+    if sep and kind_l in ("usb", "camera", "cam", "webcam"):
+        rest = rest.strip()
+        return OpenCVCamera(int(rest) if rest.isdigit() else rest, width, height)
+    if not sep and kind_l in ("usb", "camera", "cam", "webcam"):
+        return OpenCVCamera(0, width, height)
+    if kind_l == "video" and sep:
+        return VideoFileSource(rest, loop=loop)
+    if kind_l == "folder" and sep:
+        return ImageFolderSource(rest, loop=loop)
+    if kind_l == "synthetic":
+        rest = rest.strip()
+        if rest and not rest.isdigit():
+            raise ValueError(f"frame-source spec {spec!r}: 'synthetic:N' needs a frame count")
+        return SyntheticSource(int(rest) if rest else None)
+    if text.startswith("/dev/video"):
+        return OpenCVCamera(text, width, height)
+    if os.path.isdir(text):
+        return ImageFolderSource(text, loop=loop)
+    if os.path.isfile(text):
+        return VideoFileSource(text, loop=loop)
+    raise ValueError(f"frame-source spec {spec!r}: expected usb:N, video:PATH, folder:PATH, "
+                     "synthetic[:N] or an existing folder / video file")
+
+
+def source_from_env(default: str = "usb:0", *, loop: bool = False,
+                    env: str = CAMERA_ENV) -> FrameSource:
+    """:func:`open_source` of ``$PYNQ_BNN_CAMERA`` (or ``default`` when it is unset or empty)."""
+    return open_source(os.environ.get(env, "").strip() or default, loop=loop)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+def preprocess_frame(frame: np.ndarray, size: int = 32, order: str = "RGB") -> np.ndarray:
+    """A camera frame -> the network input ``uint8[size, size, 3]`` RGB.
+
+    The centre square of the frame (side ``min(H, W)``) resized to ``size x size``, exactly as
+    :func:`pynq_bnn.host.preprocess.load_image` fits any image.
+
+    Parameters
+    ----------
+    frame : numpy.ndarray
+        ``uint8 H x W x 3``; ``H x W`` grey is accepted too.
+    size : int
+        The network's image side (``classifier.image_size``).
+    order : str
+        ``"RGB"`` (what every :class:`FrameSource` returns) or ``"BGR"`` (a raw OpenCV frame).
+
+    Raises
+    ------
+    ImageError
+        Not a uint8 image.
+    """
+    order = _check_order(order)
+    a = np.asarray(frame)
+    if a.ndim == 2 and a.dtype == np.uint8:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif order == "BGR" and a.ndim == 3 and a.shape[2] == 3:
+        a = a[:, :, ::-1]
+    return load_image(np.ascontiguousarray(a), size, name="frame")

@@ -1,0 +1,421 @@
+"""Images in, labels out: the one high-level entry point of pynq-bnn.
+
+::
+
+    from pynq_bnn import Classifier
+
+    with Classifier() as clf:                       # shipped CIFAR-10 model, best backend
+        r = clf.classify("cat.png")
+        print(r.class_names[0], r.affine_scores[0].max())
+        many = clf.classify_many(["a.png", "broken.png", frame])   # per-item errors
+        for p in many:
+            print(p.source, p.label if p.ok else p.error)
+
+The pipeline per call (each stage timed, :attr:`ClassifyResult.timings`):
+
+``preprocess``
+    :mod:`pynq_bnn.host.preprocess`: decode, RGB, resize and centre-crop to the network size.
+``layer1``
+    the float first layer on the host (:attr:`Classifier.layer1`), packed as the kernel reads it.
+``transfer``, ``kernel``
+    the backend's :meth:`run` (layers 2..L), split as the backend reports it in
+    ``last_timings``; a backend that does not report a transfer time gets its whole run time
+    counted as ``kernel``.
+``post``
+    the per-class affine of the last batch norm and the argmax (:func:`pynq_bnn.spec.reference.predict`).
+
+Lifecycle: ``__init__`` loads and validates the parameters (a few ms) and opens nothing. The
+backend is opened and given the weights by :meth:`Classifier.open`, which the first
+``classify`` calls for you; :meth:`close` releases it (idempotent; also on ``with`` exit). A
+closed classifier refuses further work.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..spec import reference
+from .layer1 import FirstLayer
+from ..errors import BnnError, HardwareError, ImageError, ParamsError
+from ..spec.params import Params, load_params, validate
+from .preprocess import LoadedItem, load_images, load_items
+from .shipped_models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
+
+__all__ = ["Classifier", "ClassifyResult", "Prediction", "default_model_path", "DEFAULT_MODEL",
+           "STAGES"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("preprocess", "layer1", "transfer", "kernel", "post")
+"""The timed stages, in pipeline order (keys of :attr:`ClassifyResult.timings`)."""
+
+DEFAULT_CHUNK = 64
+"""Images per layer-1 + backend call: bounds host memory (~0.5 MB of layer-1 scratch per image)."""
+
+
+def default_model_path() -> str:
+    """Path of the shipped model (``pynq_bnn/models/cifar10_bnn.npz``); it may be missing."""
+    return DEFAULT_MODEL
+
+
+def default_layer1(params: Params) -> Callable[[np.ndarray], np.ndarray]:
+    """The host layer-1 function for ``params``: ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``.
+
+    The fused, preallocated :class:`~pynq_bnn.host.layer1.FirstLayer`, bit-identical to
+    the spec's :func:`pynq_bnn.spec.first_layer.conv1_packed` (tests/test_engine.py).
+    """
+    return FirstLayer(params)
+
+
+@dataclass
+class Prediction:
+    """One item of a :class:`ClassifyResult` (what iterating over it yields)."""
+
+    source: str
+    index: int = -1
+    label: Optional[str] = None
+    score: float = float("nan")
+    scores: Optional[np.ndarray] = None
+    int_scores: Optional[np.ndarray] = None
+    error: Optional[ImageError] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ClassifyResult:
+    """The outcome of :meth:`Classifier.classify` / :meth:`Classifier.classify_many`.
+
+    Row ``i`` of every array belongs to input item ``i``. A row whose item failed (only
+    ``classify_many`` keeps failures) has ``labels == -1``, ``class_names`` ``None``, integer
+    scores 0, affine scores NaN and its :class:`~pynq_bnn.errors.ImageError` in ``errors``.
+
+    Attributes
+    ----------
+    sources : list of str
+        Name of each item: its path, ``"array #i"``, ``"image #i"``.
+    labels : numpy.ndarray
+        int64 ``[N]`` class indices (first maximum of the affine scores).
+    class_names : list of str or None
+        The class name of each item.
+    scores : numpy.ndarray
+        int32 ``[N, n_classes]`` raw sums of the last layer, as the accelerator returns them.
+    affine_scores : numpy.ndarray
+        float64 ``[N, n_classes]``, ``k * scores + h`` (docs/FORMAT.md section 7).
+    timings : dict
+        Seconds spent per stage for the whole call: the keys of :data:`STAGES` plus ``total``.
+    errors : list of ImageError or None
+    backend : str
+        Name of the backend that ran layers 2..L.
+    """
+
+    sources: List[str]
+    labels: np.ndarray
+    class_names: List[Optional[str]]
+    scores: np.ndarray
+    affine_scores: np.ndarray
+    timings: Dict[str, float]
+    errors: List[Optional[ImageError]] = field(default_factory=list)
+    backend: str = ""
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __iter__(self) -> Iterator[Prediction]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> Prediction:
+        err = self.errors[i] if self.errors else None
+        if err is not None:
+            return Prediction(self.sources[i], error=err)
+        idx = int(self.labels[i])
+        return Prediction(self.sources[i], idx, self.class_names[i],
+                          float(self.affine_scores[i, idx]), self.affine_scores[i],
+                          self.scores[i], None)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """bool ``[N]``: the item was classified."""
+        return np.array([e is None for e in self.errors] if self.errors else [True] * len(self),
+                        dtype=bool)
+
+    @property
+    def n_failed(self) -> int:
+        return int(len(self) - self.ok.sum())
+
+    @property
+    def top_scores(self) -> np.ndarray:
+        """float64 ``[N]``: the affine score of the chosen class (NaN for failed items)."""
+        out = np.full(len(self), np.nan)
+        good = self.labels >= 0
+        out[good] = self.affine_scores[np.flatnonzero(good), self.labels[good]]
+        return out
+
+
+def _load_model(model) -> "tuple[Params, Optional[str]]":
+    if isinstance(model, Params):
+        validate(model)
+        return model, None
+    path = DEFAULT_MODEL if model is None else model
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ParamsError(f"model: expected a path or Params, got {type(model).__name__}") from None
+    shipped = model is None or (path in SHIPPED_MODELS and not os.path.exists(path))
+    if shipped and model is not None:
+        path = shipped_model_path(path)
+    if shipped and not os.path.exists(path):
+        raise ParamsError(f"{path}: the shipped model is missing (reinstall pynq-bnn, or pass "
+                          "model= / --model with a parameter file)")
+    if not os.path.exists(path) and os.sep not in path and not path.endswith(".npz"):
+        raise ParamsError(f"{path}: no such file, and not a shipped model "
+                          f"({', '.join(SHIPPED_MODELS)})")
+    return load_params(path), path
+
+
+class Classifier:
+    """Classify images with a BinaryNet: layer 1 on the host, layers 2..L on a backend.
+
+    Parameters
+    ----------
+    model : str, os.PathLike, Params or None
+        A parameter file (docs/FORMAT.md section 8), the name of a shipped model
+        (:data:`SHIPPED_MODELS`: ``"cifar10"``, ``"cifar10-half"``) or a loaded
+        :class:`~pynq_bnn.spec.params.Params`; ``None`` loads the shipped model :data:`DEFAULT_MODEL`.
+    backend : str
+        ``"auto"`` (the board if there is one, else the CPU engine), ``"pynq"``, ``"mock"`` or
+        ``"cpu"``; passed to :func:`pynq_bnn.backends.open_backend`.
+    chunk : int, optional
+        At most this many images go through layer 1 and the backend at a time (bounds host
+        memory; default :data:`DEFAULT_CHUNK`); timings are summed over chunks.
+    **backend_options
+        Passed to ``open_backend`` (e.g. ``overlay=``, ``max_batch=``, ``timeout=``).
+
+    Raises
+    ------
+    ParamsError
+        The model file is missing or invalid (raised here, by ``__init__``).
+    BackendUnavailable
+        The backend cannot run here (raised by :meth:`open`, i.e. by the first classify).
+
+    Attributes
+    ----------
+    params : Params
+    model_path : str or None
+        The file the parameters came from (``None`` for a Params object).
+    layer1 : callable
+        ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``: the host layer 1. Replace it with any
+        bit-identical implementation (e.g. a faster engine) before or after :meth:`open`.
+    """
+
+    def __init__(self, model: Union[str, os.PathLike, Params, None] = None, backend: str = "auto",
+                 *, chunk: Optional[int] = None, **backend_options: Any):
+        chunk = DEFAULT_CHUNK if chunk is None else chunk
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+        self.params, self.model_path = _load_model(model)
+        self.backend_name = backend
+        self.backend_options = dict(backend_options)
+        self.chunk = chunk
+        self.layer1: Callable[[np.ndarray], np.ndarray] = default_layer1(self.params)
+        self._backend = None
+        self._closed = False
+        self._lifecycle = threading.Lock()  # open/close from several threads: one backend
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def network(self):
+        return self.params.network
+
+    @property
+    def class_names(self) -> tuple:
+        return self.params.class_names
+
+    @property
+    def image_size(self) -> int:
+        return self.params.network.image_size
+
+    @property
+    def checksum(self) -> str:
+        return self.params.checksum
+
+    @property
+    def backend(self):
+        """The open backend (opens it on first use)."""
+        self.open()
+        return self._backend
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> "Classifier":
+        """Open the backend and load the weights into it (once). Returns ``self``.
+
+        Raises
+        ------
+        BackendUnavailable
+            The backend cannot run here.
+        HardwareError, ParamsError
+            The backend refused the model or misbehaved while loading it.
+        """
+        if self._backend is not None and not self._closed:
+            return self
+        with self._lifecycle:
+            if self._closed:
+                raise BnnError("classifier is closed")
+            if self._backend is not None:
+                return self
+            from ..backends import open_backend  # lazy: backends may import pynq on a board
+
+            be = open_backend(name=self.backend_name, **self.backend_options)
+            try:
+                be.load(self.params)
+            except BaseException:
+                be.close()
+                raise
+            self._backend = be
+        log.info("classifier: backend %s, model %s", be.name, self.model_path or "<Params>")
+        return self
+
+    def reset(self) -> None:
+        """Make the backend usable again after a HardwareTimeout. Does nothing before open()."""
+        be = self._backend
+        if be is not None and hasattr(be, "reset"):
+            be.reset()
+
+    def close(self) -> None:
+        """Release the backend. Idempotent."""
+        with self._lifecycle:
+            self._closed = True
+            be, self._backend = self._backend, None
+        if be is not None:
+            be.close()
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> Dict[str, Any]:
+        """Model and backend facts (opens the backend)."""
+        return {
+            "model": self.model_path,
+            "checksum": self.checksum,
+            "network": self.network.to_dict(),
+            "class_names": list(self.class_names),
+            "backend": self.backend.describe(),
+        }
+
+    # ------------------------------------------------------------------ classification
+
+    def run_images(self, images: np.ndarray):
+        """Layers 1..L on a ready ``uint8[N, S, S, 3]`` batch.
+
+        Returns
+        -------
+        scores : numpy.ndarray
+            int32 ``[N, n_classes]``.
+        timings : dict
+            Seconds for ``layer1``, ``transfer``, ``kernel``.
+        """
+        be = self.backend
+        s = self.image_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (s, s, 3):
+            raise ImageError(f"array batch: expected uint8 [N, {s}, {s}, 3], got "
+                             f"{images.dtype} {images.shape}")
+        n_classes = self.network.n_classes
+        t = {"layer1": 0.0, "transfer": 0.0, "kernel": 0.0}
+        out = np.empty((images.shape[0], n_classes), dtype=np.int32)
+        for i in range(0, images.shape[0], self.chunk):
+            block = images[i:i + self.chunk]
+            t0 = time.perf_counter()
+            packed = self.layer1(block)
+            t1 = time.perf_counter()
+            scores = be.run(packed)
+            t2 = time.perf_counter()
+            scores = np.asarray(scores)
+            if scores.shape != (block.shape[0], n_classes):
+                raise HardwareError(f"backend {be.name} returned scores of shape {scores.shape}, "
+                                    f"expected {(block.shape[0], n_classes)}")
+            out[i:i + block.shape[0]] = scores
+            lt = dict(getattr(be, "last_timings", None) or {})
+            transfer = float(lt.get("transfer", 0.0))
+            t["layer1"] += t1 - t0
+            t["transfer"] += transfer
+            t["kernel"] += float(lt["kernel"]) if "kernel" in lt else max(0.0, t2 - t1 - transfer)
+        return out, t
+
+    def _finish(self, names: Sequence[str], images: np.ndarray, rows: np.ndarray,
+                errors: List[Optional[ImageError]], t_pre: float, t_start: float) -> ClassifyResult:
+        n = len(names)
+        n_classes = self.network.n_classes
+        ints = np.zeros((n, n_classes), dtype=np.int32)
+        timings = {"preprocess": t_pre, "layer1": 0.0, "transfer": 0.0, "kernel": 0.0}
+        if len(rows):
+            got, t = self.run_images(images)
+            ints[rows] = got
+            timings.update(t)
+        t0 = time.perf_counter()
+        affine = np.full((n, n_classes), np.nan)
+        labels = np.full(n, -1, dtype=np.int64)
+        if len(rows):
+            affine[rows] = reference.affine_scores(self.params, ints[rows])
+            labels[rows] = reference.predict(self.params, ints[rows])
+        names_out = [self.class_names[int(k)] if k >= 0 else None for k in labels]
+        timings["post"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        return ClassifyResult(list(names), labels, names_out, ints, affine, timings, errors,
+                              self._backend.name if self._backend is not None else "")
+
+    def classify(self, x) -> ClassifyResult:
+        """Classify one image, a batch or a list; the first bad item raises.
+
+        Parameters
+        ----------
+        x : path, file object, PIL.Image.Image, numpy.ndarray or list of these
+            See :mod:`pynq_bnn.host.preprocess` for what is accepted. A ``uint8 N x S x S x 3``
+            batch (``S`` = the network's image size) skips preprocessing.
+
+        Raises
+        ------
+        ImageError
+            An input cannot be used (use :meth:`classify_many` to keep going).
+        BackendUnavailable, HardwareError, HardwareTimeout
+            From the backend.
+        """
+        self.open()
+        t_start = time.perf_counter()
+        names, images = load_images(x, self.image_size)
+        t_pre = time.perf_counter() - t_start
+        return self._finish(names, images, np.arange(len(names)), [None] * len(names),
+                            t_pre, t_start)
+
+    def classify_many(self, items) -> ClassifyResult:
+        """Classify every item it can; a bad item gets an error, the others a label.
+
+        ``items`` is what :meth:`classify` takes (typically a list of paths). The result has
+        one row per item in order; see :class:`ClassifyResult` for failed rows.
+        """
+        self.open()
+        t_start = time.perf_counter()
+        loaded: List[LoadedItem] = load_items(items, self.image_size)
+        good = [it for it in loaded if it.error is None]
+        s = self.image_size
+        images = np.stack([it.image for it in good]) if good else np.zeros((0, s, s, 3), np.uint8)
+        rows = np.array([i for i, it in enumerate(loaded) if it.error is None], dtype=np.intp)
+        t_pre = time.perf_counter() - t_start
+        for it in loaded:
+            if it.error is not None:
+                log.debug("skipped %s", it.error)
+        return self._finish([it.name for it in loaded], images, rows,
+                            [it.error for it in loaded], t_pre, t_start)

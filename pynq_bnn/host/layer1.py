@@ -1,0 +1,168 @@
+"""Layer 1 for the CPU path: im2col into preallocated buffers + one float32 BLAS matmul with
+the thresholds folded in, then one compare-and-pack step.
+
+Bit-exact with :func:`pynq_bnn.spec.first_layer.conv1_packed` (docs/FORMAT.md sections 4 and 6):
+
+* the threshold rule ``d > 0: s >= T``, ``d < 0: s <= T`` is ``d*s - d*T >= 0``; the kernel
+  columns are multiplied by ``d`` and a 28th im2col column of ones carries ``-d*T``, so the
+  matmul output is already ``d*(s - T)`` and the bit is ``out >= 0`` (no batch-norm pass);
+* every product and partial sum is an integer of magnitude at most
+  ``27*255*127 + (27*255*127 + 1) < 2**24``, so float32 BLAS is exact in any summation order
+  (``>= 0`` also maps a possible ``-0.0`` to bit 1, like the integer rule).
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["FirstLayer", "blas_thread_control"]
+
+_BLAS_SYMBOLS = (  # (set, get): numpy 2.x wheels, numpy 1.x wheels, plain OpenBLAS
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+)
+_blas = None
+_blas_lock = threading.Lock()
+
+
+def blas_thread_control():
+    """(set, get) of the OpenBLAS numpy uses, or None (other BLAS, not Linux, not loaded).
+
+    The layer-1 matmuls are small (K = 28): OpenBLAS's own threads gain little on them and
+    collapse when the machine is busy (measured: 125 images/s instead of 3,000 at batch 1 on
+    a 2-core machine running a training job), so FirstLayer runs them on one BLAS thread and
+    parallelises over images itself.
+    """
+    global _blas
+    with _blas_lock:
+        if _blas is None:
+            _blas = False
+            try:
+                with open("/proc/self/maps") as f:
+                    paths = sorted({line.split()[-1] for line in f
+                                    if "openblas" in line.lower() and "/" in line})
+            except OSError:
+                paths = []
+            for path in paths:
+                try:
+                    lib = ctypes.CDLL(path)
+                except OSError:
+                    continue
+                for set_name, get_name in _BLAS_SYMBOLS:
+                    if hasattr(lib, set_name) and hasattr(lib, get_name):
+                        setter, getter = getattr(lib, set_name), getattr(lib, get_name)
+                        setter.argtypes, setter.restype = [ctypes.c_int], None
+                        getter.argtypes, getter.restype = [], ctypes.c_int
+                        _blas = (setter, getter)
+                        break
+                if _blas:
+                    break
+        return _blas or None
+
+
+class FirstLayer:
+    """Layer 1 of ``params`` with reusable buffers.
+
+    ``FirstLayer(params)(images)`` takes uint8 NHWC ``[N, S, S, 3]`` and returns packed
+    uint64 ``[N, S, S, C1/64]``, equal to ``first_layer.conv1_packed(params, images)``.
+    ``chunk`` images go through the matmul at a time (bounds the float32 buffers);
+    ``threads`` worker threads split the batch (numpy and BLAS release the GIL);
+    ``blas_threads`` is the OpenBLAS thread count during a call (restored afterwards; None
+    leaves it alone). One call at a time per instance (calls are serialised by a lock).
+    """
+
+    def __init__(self, params, chunk: int = 16, threads: int = 1, blas_threads: int | None = 1):
+        layer = params.network.first_layer
+        lp = params.layers[layer.name]
+        self.size = layer.in_size
+        self.c1 = layer.out_channels
+        self.chunk = max(1, int(chunk))
+        w = lp.weights.reshape(self.c1, 27).astype(np.int64)  # (ky, kx, rgb) order
+        d = lp.directions.astype(np.int64)
+        t = lp.thresholds.astype(np.int64)
+        kernel = np.empty((28, self.c1), dtype=np.float32)
+        kernel[:27] = (w * d[:, None]).T
+        kernel[27] = -(d * t)
+        self.kernel = kernel
+        self.threads = max(1, int(threads))
+        self.blas_threads = blas_threads
+        self._bufs = {}  # worker index -> (capacity, pad, cols, acc, bits)
+        self._pool = None
+        self._pool_size = 0
+        self._lock = threading.Lock()
+
+    def _buffers(self, n: int, worker: int = 0):
+        cap = self._bufs.get(worker)
+        if cap is None or n > cap[0]:
+            s, c1 = self.size, self.c1
+            pad = np.zeros((n, s + 2, s + 2, 3), dtype=np.float32)
+            cols = np.empty((n, s, s, 28), dtype=np.float32)
+            cols[..., 27] = 1.0
+            acc = np.empty((n * s * s, c1), dtype=np.float32)
+            bits = np.empty((n * s * s, c1), dtype=bool)
+            cap = self._bufs[worker] = (n, pad, cols, acc, bits)
+        _, pad, cols, acc, bits = cap
+        m = n * self.size * self.size
+        return pad[:n], cols[:n], acc[:m], bits[:m]
+
+    def _windows(self, pad: np.ndarray) -> np.ndarray:
+        """View [n, S, S, 3, 9]: for output (y, x) and ky, the 9 floats of padded row y+ky,
+        columns x..x+2 (contiguous in NHWC)."""
+        n, s = pad.shape[0], self.size
+        st = pad.strides
+        return np.lib.stride_tricks.as_strided(
+            pad, shape=(n, s, s, 3, 9), strides=(st[0], st[1], st[2], st[1], st[3]),
+            writeable=False)
+
+    def _run(self, images: np.ndarray, out: np.ndarray, worker: int) -> None:
+        s = self.size
+        n = images.shape[0]
+        for i in range(0, n, self.chunk):
+            b = min(self.chunk, n - i)
+            pad, cols, acc, bits = self._buffers(b, worker)
+            inner = pad[:, 1:-1, 1:-1, :]
+            np.multiply(images[i:i + b], np.float32(2.0), out=inner, dtype=np.float32,
+                        casting="unsafe")
+            np.subtract(inner, np.float32(255.0), out=inner)
+            cols[..., :27].reshape(b, s, s, 3, 9)[...] = self._windows(pad)
+            np.matmul(cols.reshape(b * s * s, 28), self.kernel, out=acc)
+            np.greater_equal(acc, np.float32(0.0), out=bits)
+            out[i:i + b] = np.packbits(bits, axis=-1, bitorder="little").reshape(b, s, s, -1)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        s = self.size
+        if images.ndim != 4 or images.shape[1:] != (s, s, 3):
+            raise ValueError(f"expected uint8 images [N, {s}, {s}, 3], got shape {images.shape}")
+        n = images.shape[0]
+        out = np.empty((n, s, s, self.c1 // 8), dtype=np.uint8)
+        blas = blas_thread_control() if self.blas_threads is not None else None
+        with self._lock:
+            old = blas[1]() if blas else None
+            if blas and old != self.blas_threads:
+                blas[0](int(self.blas_threads))
+            try:
+                workers = min(self.threads, -(-n // self.chunk))
+                if workers <= 1:
+                    self._run(images, out, 0)
+                else:
+                    if self._pool is None or self._pool_size < workers:
+                        if self._pool is not None:
+                            self._pool.shutdown(wait=True)
+                        self._pool = ThreadPoolExecutor(max_workers=workers,
+                                                        thread_name_prefix="pynq-bnn-layer1")
+                        self._pool_size = workers
+                    bounds = [n * w // workers for w in range(workers + 1)]
+                    futures = [self._pool.submit(self._run, images[a:b], out[a:b], w)
+                               for w, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+                    for f in futures:
+                        f.result()
+            finally:
+                if blas and old != self.blas_threads:
+                    blas[0](old)
+        return out.view("<u8").astype(np.uint64, copy=False)

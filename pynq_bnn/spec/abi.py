@@ -1,0 +1,291 @@
+"""The kernel ABI in one place: register map, parameter memory image, buffer layouts.
+
+The HLS kernel (hls_src/include/bnn_abi.hpp mirrors this file), the driver, the mock and the
+docs (docs/ABI.md) all follow it. Change it only together with ``ABI_VERSION``.
+
+Kernel signature (hls_src/src/bnn_kernel.cpp)::
+
+    void bnn_kernel(const ap_uint<64> *params,   // parameter image (this module), m_axi
+                    const ap_uint<64> *input,    // packed layer-1 output, NHWC, m_axi
+                    ap_int<32>        *scores,   // int32 [n_images][n_classes], m_axi
+                    ap_uint<32>        n_images, // 0 = only report the ABI id
+                    ap_uint<32>       *abi_id);  // s_axilite output, written every start
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .network import Layer, Network
+
+ABI_MAGIC = 0x424E  # "BN"
+ABI_VERSION = 1
+ABI_ID = (ABI_MAGIC << 16) | ABI_VERSION
+KERNEL_NAME = "bnn_kernel"
+KERNEL_VLNV = "pynq-bnn:hls:bnn_kernel:1.0"
+
+# --- s_axilite register map, as Vitis HLS lays it out for the signature above ---------------
+# Rule (Vitis HLS 2020.2+, docs/ABI.md): block-protocol registers at 0x00-0x0C, then the
+# arguments in signature order from 0x10; a 64-bit m_axi pointer (offset=slave) takes two data
+# words + one reserved word, a 32-bit scalar a data word + a reserved word, an output scalar a
+# data word + a control word (bit 0 ap_vld). Checked by reasoning, not by a Vitis run here:
+# the driver compares these offsets with the .hwh on the board.
+CTRL = 0x00          # AP_START bit0, AP_DONE bit1 (clear on read), AP_IDLE bit2, AP_READY bit3,
+                     # AP_CONTINUE bit4 (unused, ap_ctrl_hs), AUTO_RESTART bit7
+GIER = 0x04          # bit0: global interrupt enable
+IP_IER = 0x08        # bit0: ap_done interrupt, bit1: ap_ready interrupt
+IP_ISR = 0x0C        # same bits, toggle on write
+PARAMS_LO = 0x10     # params pointer, low 32 bits ("params_1" in the HWH)
+PARAMS_HI = 0x14     # params pointer, high 32 bits ("params_2")
+INPUT_LO = 0x1C
+INPUT_HI = 0x20
+SCORES_LO = 0x28
+SCORES_HI = 0x2C
+N_IMAGES = 0x34
+ABI_ID_REG = 0x3C    # read-only, valid after a start
+ABI_ID_CTRL = 0x40   # bit0: abi_id ap_vld
+REGISTER_SPAN = 0x10000  # the s_axilite address range the Vivado flow assigns
+
+AP_START = 1 << 0
+AP_DONE = 1 << 1
+AP_IDLE = 1 << 2
+AP_READY = 1 << 3
+AUTO_RESTART = 1 << 7
+
+# Register names as they appear in the HWH (used to cross-check the offsets on the board).
+HWH_REGISTER_NAMES = {
+    "CTRL": CTRL, "GIER": GIER, "IP_IER": IP_IER, "IP_ISR": IP_ISR,
+    "params_1": PARAMS_LO, "params_2": PARAMS_HI,
+    "input_r_1": INPUT_LO, "input_r_2": INPUT_HI,
+    "scores_1": SCORES_LO, "scores_2": SCORES_HI,
+    "n_images": N_IMAGES, "abi_id": ABI_ID_REG, "abi_id_ctrl": ABI_ID_CTRL,
+}
+
+# --- compile-time limits of the kernel (hls_src/include/bnn_config.hpp) ----------------------
+MAX_LAYERS = 16
+MAX_CHANNELS = 512
+MAX_CONV_SIZE = 32
+MAX_DENSE_IN = 8192
+MAX_DENSE_OUT = 1024
+MAX_CLASSES = 64
+
+# --- parameter image layout (uint64 words) ----------------------------------------------------
+HEADER_WORDS = 8             # word 0: ABI_ID | n_layers << 32; word 1: total words
+DESCRIPTOR_WORDS = 8         # per binary layer
+DESCRIPTOR_BASE = HEADER_WORDS
+DATA_BASE = DESCRIPTOR_BASE + MAX_LAYERS * DESCRIPTOR_WORDS
+ALIGN_WORDS = 8              # every block starts on a 64-byte boundary (burst friendly)
+
+KIND_CONV = 0
+KIND_DENSE = 1
+FLAG_POOL = 1 << 8
+FLAG_LAST = 1 << 9
+
+
+class AbiError(ValueError):
+    """A network that this kernel build cannot run."""
+
+
+def check_network(network: Network) -> None:
+    """Raise AbiError if ``network`` exceeds the kernel's compile-time limits."""
+    layers = network.binary_layers
+    if len(layers) > MAX_LAYERS:
+        raise AbiError(f"{len(layers)} binary layers > {MAX_LAYERS}")
+    if network.image_size > MAX_CONV_SIZE:
+        raise AbiError(f"image size {network.image_size} > {MAX_CONV_SIZE}")
+    for layer in layers:
+        if layer.kind == "conv":
+            if max(layer.in_channels, layer.out_channels) > MAX_CHANNELS:
+                raise AbiError(f"{layer.name}: channels > {MAX_CHANNELS}")
+        else:
+            if layer.in_channels > MAX_DENSE_IN:
+                raise AbiError(f"{layer.name}: {layer.in_channels} inputs > {MAX_DENSE_IN}")
+            if layer.out_channels > MAX_DENSE_OUT:
+                raise AbiError(f"{layer.name}: {layer.out_channels} outputs > {MAX_DENSE_OUT}")
+    if network.n_classes > MAX_CLASSES:
+        raise AbiError(f"{network.n_classes} classes > {MAX_CLASSES}")
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN_WORDS) * ALIGN_WORDS
+
+
+def pack_thresholds(thresholds: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Two 32-bit entries per word: bits 0-15 int16 threshold, bits 16-23 int8 direction."""
+    t = np.asarray(thresholds, dtype=np.int64)
+    if np.any(np.abs(t) > 32767):
+        raise AbiError("threshold does not fit in 16 bits")
+    entry = (t.astype(np.uint64) & np.uint64(0xFFFF)) | (
+        (np.asarray(directions, dtype=np.int64).astype(np.uint64) & np.uint64(0xFF)) << np.uint64(16))
+    if entry.size % 2:
+        entry = np.append(entry, np.uint64(0))
+    return entry[0::2] | (entry[1::2] << np.uint64(32))
+
+
+def _descriptor(layer: Layer, w_off: int, t_off: int, w_words: int) -> list:
+    kind = KIND_CONV if layer.kind == "conv" else KIND_DENSE
+    flags = (FLAG_POOL if layer.pool else 0) | (FLAG_LAST if layer.last else 0)
+    return [kind | flags, layer.in_channels, layer.out_channels, layer.in_size,
+            w_off, t_off, w_words, 0]
+
+
+def build_param_image(params) -> np.ndarray:
+    """The uint64 memory image the kernel reads: header, descriptor table, weights, thresholds.
+
+    Built once per model and copied into one DMA buffer.
+    """
+    network = params.network
+    check_network(network)
+    layers = network.binary_layers
+    blocks = []
+    descriptors = []
+    offset = DATA_BASE
+    for layer in layers:
+        lp = params.layers[layer.name]
+        w = np.ascontiguousarray(lp.weights, dtype=np.uint64).reshape(-1)
+        w_off = offset
+        offset = _align(offset + w.size)
+        blocks.append((w_off, w))
+        t_off = 0
+        if not layer.last:
+            t = pack_thresholds(lp.thresholds, lp.directions)
+            t_off = offset
+            offset = _align(offset + t.size)
+            blocks.append((t_off, t))
+        descriptors.append(_descriptor(layer, w_off, t_off, w.size))
+    image = np.zeros(offset, dtype=np.uint64)
+    image[0] = np.uint64(ABI_ID | (len(layers) << 32))
+    image[1] = np.uint64(offset)
+    for i, d in enumerate(descriptors):
+        base = DESCRIPTOR_BASE + i * DESCRIPTOR_WORDS
+        image[base:base + DESCRIPTOR_WORDS] = np.array(d, dtype=np.uint64)
+    for off, data in blocks:
+        image[off:off + data.size] = data
+    return image
+
+
+def input_words(network: Network) -> int:
+    """uint64 words of kernel input per image."""
+    return network.input_words_per_image
+
+
+def split64(address: int):
+    """A 64-bit bus address as the (low, high) Python ints written to ``<arg>_1``/``<arg>_2``."""
+    address = int(address)
+    return address & 0xFFFFFFFF, (address >> 32) & 0xFFFFFFFF
+
+
+# --- parsing the parameter image back (the mock kernel and tests use this) -------------------
+
+class KernelModel:
+    """What :func:`parse_param_image` reads back: a Params-like view of a parameter image.
+
+    Has the two attributes :func:`pynq_bnn.spec.reference.binary_scores` uses, ``network`` (the
+    topology reconstructed from the descriptor table) and ``layers`` (name -> LayerParams of
+    the binary layers), plus ``abi_id`` (the id stamped in the image header).
+    """
+
+    def __init__(self, network: Network, layers: dict, abi_id: int):
+        self.network = network
+        self.layers = layers
+        self.abi_id = abi_id
+
+    def __repr__(self):
+        return f"KernelModel({self.network!r}, abi_id=0x{self.abi_id:08x})"
+
+
+def unpack_thresholds(words: np.ndarray, n: int):
+    """Inverse of :func:`pack_thresholds`: (int32 thresholds, int8 directions) of ``n`` entries."""
+    words = np.asarray(words, dtype=np.uint64)
+    entries = np.empty(2 * words.size, dtype=np.uint64)
+    entries[0::2] = words & np.uint64(0xFFFFFFFF)
+    entries[1::2] = words >> np.uint64(32)
+    entries = entries[:n]
+    thresholds = (entries & np.uint64(0xFFFF)).astype(np.uint16).view(np.int16).astype(np.int32)
+    directions = ((entries >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8)
+    return thresholds, directions
+
+
+def parse_param_image(words) -> KernelModel:
+    """Read a parameter image (as :func:`build_param_image` writes it) back into layers.
+
+    This is the kernel's view of the ABI, written in Python: the simulated accelerator
+    (pynq_bnn.backends.sim.kernel) executes a start by parsing the image it finds in simulated DDR
+    and running the numpy reference on the result.
+
+    Parameters
+    ----------
+    words : array_like of uint64
+        The image, at least as long as its header's total-words field.
+
+    Returns
+    -------
+    KernelModel
+        ``network`` (a :class:`~pynq_bnn.spec.network.Network` equal to the one the image was built
+        from), ``layers`` (LayerParams of every binary layer), ``abi_id``.
+
+    Raises
+    ------
+    AbiError
+        Wrong magic/ABI id, truncated image, inconsistent descriptors, blocks out of bounds,
+        directions other than +1/-1.
+    """
+    from .network import NetworkError
+    from .params import LayerParams
+
+    w = np.asarray(words, dtype=np.uint64).reshape(-1)
+    if w.size < DATA_BASE:
+        raise AbiError(f"image of {w.size} words is shorter than its header and table ({DATA_BASE})")
+    header = int(w[0])
+    abi_id, n_layers = header & 0xFFFFFFFF, header >> 32
+    if abi_id != ABI_ID:
+        raise AbiError(f"image ABI id 0x{abi_id:08x} is not 0x{ABI_ID:08x}")
+    total = int(w[1])
+    if not DATA_BASE <= total <= w.size:
+        raise AbiError(f"image header says {total} words, {w.size} available")
+    if not 1 <= n_layers <= MAX_LAYERS:
+        raise AbiError(f"{n_layers} layers in the header (1..{MAX_LAYERS})")
+    descs = []
+    for i in range(n_layers):
+        base = DESCRIPTOR_BASE + i * DESCRIPTOR_WORDS
+        descs.append([int(v) for v in w[base:base + DESCRIPTOR_WORDS]])
+    kinds = [d[0] & 0xFF for d in descs]
+    n_conv = 0
+    while n_conv < n_layers and kinds[n_conv] == KIND_CONV:
+        n_conv += 1
+    if n_conv == 0 or n_conv == n_layers or any(k != KIND_DENSE for k in kinds[n_conv:]):
+        raise AbiError(f"layer kinds {kinds}: expected convs ({KIND_CONV}) then dense layers ({KIND_DENSE})")
+    for i, d in enumerate(descs):
+        if bool(d[0] & FLAG_LAST) != (i == n_layers - 1):
+            raise AbiError(f"descriptor {i}: LAST flag {'set' if d[0] & FLAG_LAST else 'missing'}")
+        if kinds[i] == KIND_DENSE and d[0] & FLAG_POOL:
+            raise AbiError(f"descriptor {i}: a dense layer cannot pool")
+    try:
+        network = Network(
+            conv_channels=(descs[0][1],) + tuple(d[2] for d in descs[:n_conv]),
+            pool_after=(False,) + tuple(bool(d[0] & FLAG_POOL) for d in descs[:n_conv]),
+            fc_units=tuple(d[2] for d in descs[n_conv:-1]),
+            n_classes=descs[-1][2],
+            image_size=descs[0][3])
+    except NetworkError as e:
+        raise AbiError(f"descriptor table describes no valid network: {e}") from None
+    layers = {}
+    for i, (layer, d) in enumerate(zip(network.binary_layers, descs)):
+        if (d[1], d[2], d[3]) != (layer.in_channels, layer.out_channels, layer.in_size):
+            raise AbiError(f"descriptor {i} ({layer.name}): in/out/size {d[1:4]} inconsistent with "
+                           f"the layers before it ({layer.in_channels}, {layer.out_channels}, {layer.in_size})")
+        w_off, t_off, w_words = d[4], d[5], d[6]
+        expected = int(np.prod(layer.weight_shape))
+        if w_words != expected:
+            raise AbiError(f"descriptor {i} ({layer.name}): {w_words} weight words, expected {expected}")
+        if not DATA_BASE <= w_off <= total - w_words:
+            raise AbiError(f"descriptor {i} ({layer.name}): weights at {w_off} outside the image")
+        lp = LayerParams(w[w_off:w_off + w_words].reshape(layer.weight_shape).copy())
+        if not layer.last:
+            t_words = (layer.out_channels + 1) // 2
+            if not DATA_BASE <= t_off <= total - t_words:
+                raise AbiError(f"descriptor {i} ({layer.name}): thresholds at {t_off} outside the image")
+            lp.thresholds, lp.directions = unpack_thresholds(w[t_off:t_off + t_words], layer.out_channels)
+            if not np.all((lp.directions == 1) | (lp.directions == -1)):
+                raise AbiError(f"descriptor {i} ({layer.name}): directions other than +1/-1")
+        layers[layer.name] = lp
+    return KernelModel(network, layers, abi_id)

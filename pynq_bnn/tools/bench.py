@@ -1,0 +1,508 @@
+"""The figures of ``pynq-bnn bench``: layer 1, driver overhead, pipeline overlap, HLS estimate.
+
+    from pynq_bnn.tools.bench import bench_report
+    report = bench_report(backend="mock", batch=64)     # a JSON-ready dict
+
+* ``layer1``: :class:`~pynq_bnn.host.layer1.FirstLayer` on this CPU, ms per image.
+* ``driver_overhead`` (mock): what one :meth:`~pynq_bnn.backends.driver.Accelerator.run` costs the host
+  beyond the kernel (Python, register accesses, copies, flush/invalidate, score checks), with
+  the simulated kernel's own computation replaced by an immediate answer and its time
+  subtracted. On "pynq": the run's wall time minus the kernel's start..done time.
+* ``pipeline``: images/s sequential (layer 1 then the backend, per batch) and overlapped
+  (:func:`pynq_bnn.host.pipeline.run_pipelined`), against ``max(ARM, FPGA)`` (the best overlap can
+  do) and their sum (no overlap). On the mock the kernel takes ``latency_per_image`` of wall
+  time per image (default: the measured layer-1 time, so both sides are equal, the hardest
+  case for overlap); its scores come from a table precomputed on the CPU, read back through
+  the simulated DDR, so the figures are the driver's and the overlap's, not the simulator's.
+* ``hls_cycle_estimate``: the kernel's cycle ESTIMATE (C-simulation loop counts, not a
+  synthesis or board measurement), from ``hls_src/reports/cycle_estimate.json`` in a source
+  tree, else the copy shipped as ``pynq_bnn/data/cycle_estimate.json``.
+
+Wall-clock figures depend on what else the machine runs; ratios taken in one process are the
+robust part.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from ..resources import DATA_DIR, HLS_SRC_DIR
+from ..spec import abi
+
+logger = logging.getLogger(__name__)
+
+#: Where the HLS cycle estimates are looked for, first match wins: the source tree's (fresh
+#: after ``make -C hls_src estimate``), then the copies inside the package (wheels).
+CYCLE_ESTIMATE_DIRS = (
+    os.path.join(HLS_SRC_DIR, "reports"),
+    DATA_DIR,
+)
+#: The full model's estimate, in each of those folders; other topologies have their own
+#: ``cycle_estimate_<name>.json`` (``make -C hls_src estimate ESTIMATE_CASE=...``).
+CYCLE_ESTIMATE_PATHS = tuple(os.path.join(d, "cycle_estimate.json") for d in CYCLE_ESTIMATE_DIRS)
+
+
+# ----------------------------------------------------------------------------- HLS estimate
+
+def _read_estimate(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        logger.warning("cycle estimate %s unreadable: %s", path, e)
+        return None
+
+
+def _find_estimate(network) -> "tuple[Optional[str], Optional[Dict[str, Any]]]":
+    """The estimate made for ``network`` (matched by topology), else the full model's."""
+    if network is not None:
+        wanted = json.loads(json.dumps(network.to_dict()))  # tuples -> lists, as in the file
+        for d in CYCLE_ESTIMATE_DIRS:
+            for p in sorted(glob.glob(os.path.join(d, "cycle_estimate*.json"))):
+                data = _read_estimate(p)
+                if data is not None and data.get("network") == wanted:
+                    return p, data
+    for p in CYCLE_ESTIMATE_PATHS:
+        if os.path.isfile(p):
+            return p, _read_estimate(p)
+    return None, None
+
+
+def cycle_estimate(path: Optional[str] = None, network=None) -> Optional[Dict[str, Any]]:
+    """Summary of the HLS kernel's cycle ESTIMATE, or None when no estimate file is found.
+
+    With ``network`` (a :class:`pynq_bnn.spec.network.Network`), the estimate made for that topology
+    when there is one (``"network_matches": True``), else the full model's (False).
+    The returned dict says ``"kind": "ESTIMATE"`` and quotes the file's own caveat: the numbers
+    are C-simulation loop counts at the design clock, not synthesis, co-simulation or a board.
+    """
+    if path:
+        p, data = (path, _read_estimate(path)) if os.path.isfile(path) else (None, None)
+    else:
+        p, data = _find_estimate(network)
+    if data is None:
+        return None
+    summary = data.get("summary", {})
+    model = data.get("model", {})
+    runs = {int(r["batch"]): r for r in data.get("runs", []) if "batch" in r}
+    out = {
+        "kind": "ESTIMATE",
+        "caveat": data.get("ESTIMATE", "cycle estimate, not a measurement"),
+        "source": p,
+        "case": data.get("case"),
+        "clock_mhz": model.get("clock_mhz"),
+        "parallelism": data.get("parallelism"),
+    }
+    if network is not None:
+        out["network_matches"] = data.get("network") == json.loads(json.dumps(network.to_dict()))
+    for b, r in sorted(runs.items()):
+        out[f"batch{b}_ms_per_image"] = r.get("estimated_ms_per_image")
+        out[f"batch{b}_images_per_s"] = r.get("estimated_images_per_s")
+    for key in ("goal_met", "comparison"):
+        if key in summary:
+            out[key] = summary[key]
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def timed_rounds(fn: Callable[[], Any], min_time: float, rounds: int) -> list:
+    """One warm-up call of ``fn``, then ``rounds`` rounds of calls lasting at least
+    ``min_time`` s each: ``[(calls, wall seconds, process CPU seconds), ...]``."""
+    fn()  # allocations, thread pools, caches
+    out = []
+    for _ in range(rounds):
+        reps, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while True:
+            fn()
+            reps += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                break
+        out.append((reps, dt, time.process_time() - c0))
+    return out
+
+
+def _median_seconds_per_call(fn: Callable[[], Any], min_time: float, rounds: int) -> float:
+    return statistics.median(dt / reps for reps, dt, _ in timed_rounds(fn, min_time, rounds))
+
+
+class _TableKernel:
+    """Replaces the simulated kernel's computation (benchmarks only).
+
+    ``table`` maps the packed input bytes of one image to its int32 scores (precomputed on the
+    CPU); the inputs are read from simulated DDR at the address the driver wrote, so a missing
+    flush still gives no answer (an unwritten, poisoned score the driver rejects). With
+    ``table=None`` every score is 0 (a valid score for an even last-layer fan-in): an
+    immediate kernel. ``seconds`` accumulates the time spent here, to be subtracted.
+
+    Relies on the contract of ``SimBnnKernel._execute(n) -> (abi_id, scores address,
+    scores or None)``.
+    """
+
+    def __init__(self, sim, network, table: Optional[dict]):
+        self.sim = sim
+        self.network = network
+        self.table = table
+        self.seconds = 0.0
+        self.calls = 0
+        self._original = sim._execute
+        sim._execute = self._execute
+
+    def _execute(self, n: int):
+        t0 = time.perf_counter()
+        sim = self.sim
+        args = sim._args
+        scores_addr = args[abi.SCORES_LO] | (args[abi.SCORES_HI] << 32)
+        if n == 0:                                  # the probe
+            return self._original(n)
+        scores = np.zeros((n, self.network.n_classes), dtype=np.int32)
+        if self.table is not None:
+            words = self.network.input_words_per_image
+            addr = args[abi.INPUT_LO] | (args[abi.INPUT_HI] << 32)
+            data = sim.memory.read(addr, 8 * n * words).reshape(n, 8 * words)
+            try:
+                for i in range(n):
+                    scores[i] = self.table[data[i].tobytes()]
+            except KeyError:
+                scores = None                       # unknown input: write nothing
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        return abi.ABI_ID, scores_addr, scores
+
+
+def _default_params(model):
+    from ..spec.network import Network
+    from ..spec.params import Params, load_params
+    from ..host.shipped_models import DEFAULT_MODEL
+    from ..testing import random_params
+
+    if isinstance(model, Params):
+        return model, "<params>"
+    if model is None:
+        shipped = DEFAULT_MODEL
+        if os.path.isfile(shipped):
+            return load_params(shipped), shipped
+        return random_params(Network.full(), seed=0), "random full BinaryNet (no shipped model)"
+    return load_params(model), os.fspath(model)
+
+
+def _cpu_scores(params, packed: np.ndarray) -> np.ndarray:
+    try:
+        from ..backends.cpu.engine import Engine
+        eng = Engine(params)
+        try:
+            return eng.binary_scores(packed)
+        finally:
+            if hasattr(eng, "close"):
+                eng.close()
+    except Exception as e:  # the reference is always there
+        logger.info("bench: engine unavailable (%s); scores from the numpy reference", e)
+        from ..spec import reference
+        return reference.binary_scores(params, packed)
+
+
+# ----------------------------------------------------------------------------- driver overhead
+
+def driver_overhead(params, batches=(1, 64), calls: int = 300, rounds: int = 5,
+                    interrupt: bool = False) -> Dict[str, Any]:
+    """Host cost of one start on the mock, the simulated kernel's own time subtracted.
+
+    The simulated kernel answers at once (all-zero scores, no latency), so a call is only the
+    driver: argument and CTRL register accesses, the input copy and flush, the poisoned scores
+    flush, the done poll, invalidate, copy back and the score check. The time inside the
+    stand-in kernel is measured and subtracted. ``cpu_ms`` (process CPU time per call) is the
+    figure to quote on a shared machine; ``wall_ms`` is the median and ``wall_best_ms`` the
+    fastest round's wall time (the least disturbed).
+    """
+    from ..backends import open_backend
+
+    network = params.network
+    out: Dict[str, Any] = {"backend": "mock", "interrupt": interrupt, "calls_per_round": calls,
+                           "rounds": rounds,
+                           "what": "per start: run() and submit()+wait() minus the stand-in "
+                                   "kernel's own time; the simulated kernel answers at once"}
+    rng = np.random.default_rng(0)
+    l1 = network.first_layer
+    shape = (l1.out_size, l1.out_size, l1.out_channels // 64)
+    for batch in batches:
+        packed = rng.integers(0, 2**63, size=(batch,) + shape, dtype=np.uint64)
+        with open_backend("mock", kernel="reference", max_batch=batch,
+                          interrupt=interrupt) as be:
+            be.load(params)
+            stub = _TableKernel(be.sim, network, None)
+            res: Dict[str, Any] = {}
+            for name, fn in (("run", lambda: be.run(packed)),
+                             ("submit_wait", lambda: be.wait(be.submit(packed)))):
+                for _ in range(max(10, calls // 10)):
+                    fn()
+                walls, cpus = [], []
+                for _ in range(rounds):
+                    stub.seconds, stub.calls = 0.0, 0
+                    be.log.clear()
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    for _ in range(calls):
+                        fn()
+                    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                    walls.append((wall - stub.seconds) / calls)
+                    cpus.append((cpu - stub.seconds) / calls)
+                res[name] = {"cpu_ms": round(1e3 * statistics.median(cpus), 4),
+                             "wall_ms": round(1e3 * statistics.median(walls), 4),
+                             "wall_best_ms": round(1e3 * min(walls), 4),
+                             "sim_kernel_ms": round(1e3 * stub.seconds / max(stub.calls, 1), 4)}
+            res["register_accesses_per_start"] = round(sum(
+                1 for e in be.log.events if e[0] in ("read", "write")) / max(stub.calls, 1), 1)
+            out[f"batch{batch}"] = res
+    return out
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: int = 4,
+                     rounds: int = 5, latency_per_image: Optional[float] = None,
+                     kernel_vs_layer1: float = 1.0, interrupt: bool = True,
+                     threads: int = 1, **backend_options) -> Dict[str, Any]:
+    """Sequential vs overlapped images/s, against max(ARM, FPGA) and ARM + FPGA.
+
+    Parameters
+    ----------
+    backend : str
+        "mock" (simulated kernel latency), "pynq" (the board) or "cpu" (overlap by a thread,
+        ``mode="thread"``, which "auto" does not choose for it).
+    latency_per_image : float, optional
+        Mock only: seconds of simulated kernel time per image. Default: the measured layer-1
+        time per image times ``kernel_vs_layer1``.
+    interrupt : bool
+        Mock only: give the simulated IP its interrupt line (the overlays wire it).
+    threads : int
+        FirstLayer threads (1: the ARM core that is not busy with the driver).
+    """
+    from ..backends import open_backend
+    from ..host.layer1 import FirstLayer
+    from ..host.pipeline import overlap_mode, run_pipelined, run_sequential
+    from ..testing import random_images
+
+    network = params.network
+    n = batch * n_batches
+    images = random_images(n, network.image_size, seed=5)
+    layer1 = FirstLayer(params, threads=threads)
+    packed = layer1(images)
+    l1_s = _median_seconds_per_call(lambda: layer1(images[:batch]), 0.2, 3) / batch
+    info: Dict[str, Any] = {"backend": backend, "batch": batch, "images": n,
+                            "layer1_threads": threads, "layer1_ms_per_image": round(1e3 * l1_s, 4)}
+    options = dict(backend_options)
+    stub = None
+    if backend == "mock":
+        lat = l1_s * kernel_vs_layer1 if latency_per_image is None else float(latency_per_image)
+        info["simulated_kernel_ms_per_image"] = round(1e3 * lat, 4)
+        info["interrupt"] = interrupt
+        options.update(kernel="reference", max_batch=batch, interrupt=interrupt,
+                       faults={"latency_per_image": lat})
+    elif backend == "pynq":
+        options.setdefault("max_batch", batch)
+    be = open_backend(backend, **options)
+    try:
+        be.load(params)
+        if backend == "mock":
+            expected = _cpu_scores(params, packed)
+            table = {packed[i].tobytes(): expected[i] for i in range(n)}
+            stub = _TableKernel(be.sim, network, table)
+        else:
+            expected = None
+        mode = "submit" if overlap_mode(be) == "submit" else "thread"
+        info["overlap_mode"] = mode
+        seq, pipe, identical = [], [], True
+        reference_scores = run_sequential(images, layer1, be, batch)   # warm-up, and the truth
+        if expected is not None:
+            identical &= bool(np.array_equal(reference_scores, expected))
+        run_pipelined(images, layer1, be, batch, mode)                  # warm-up
+        sim_s = 0.0
+        for _ in range(rounds):                  # alternate: both see the same machine load
+            if stub is not None:
+                stub.seconds = 0.0
+            c0 = time.process_time()
+            s_scores, ts = run_sequential(images, layer1, be, batch, return_timings=True)
+            ts["cpu"] = time.process_time() - c0
+            if stub is not None:
+                sim_s += stub.seconds
+            c0 = time.process_time()
+            p_scores, tp = run_pipelined(images, layer1, be, batch, mode, return_timings=True)
+            tp["cpu"] = time.process_time() - c0
+            identical &= bool(np.array_equal(s_scores, reference_scores)
+                              and np.array_equal(p_scores, reference_scores))
+            seq.append(ts)
+            pipe.append(tp)
+    finally:
+        be.close()
+    arm = statistics.median(t["layer1"] for t in seq)
+    fpga = statistics.median(t["backend"] for t in seq)
+    t_seq = statistics.median(t["total"] for t in seq)
+    t_pipe = statistics.median(t["total"] for t in pipe)
+
+    def paired(f):   # median over rounds of a ratio within one (sequential, overlapped) pair
+        return round(statistics.median(f(a, b) for a, b in zip(seq, pipe)), 3)
+
+    info.update({
+        "arm_ms_per_batch": round(1e3 * arm / n_batches, 3),
+        "fpga_ms_per_batch": round(1e3 * fpga / n_batches, 3),
+        "sequential_images_per_s": round(n / t_seq, 1),
+        "overlapped_images_per_s": round(n / t_pipe, 1),
+        "bound_max_images_per_s": round(n / max(arm, fpga), 1),
+        "bound_sum_images_per_s": round(n / (arm + fpga), 1),
+        # max(ARM, FPGA) plus the fill/drain a pass of n_batches cannot overlap (the first
+        # layer 1, or the last kernel run): the best this pass length allows
+        "bound_pipeline_images_per_s": round(n / (max(arm, fpga) + min(arm, fpga) / n_batches), 1),
+        # ratios: each round's overlapped pass against the sequential pass just before it
+        "overlapped_vs_max": paired(lambda a, b: max(a["layer1"], a["backend"]) / b["total"]),
+        "overlapped_vs_sum": paired(lambda a, b: (a["layer1"] + a["backend"]) / b["total"]),
+        "overlapped_vs_sequential": paired(lambda a, b: a["total"] / b["total"]),
+        "overlapped_vs_pipeline_bound": paired(
+            lambda a, b: (max(a["layer1"], a["backend"])
+                          + min(a["layer1"], a["backend"]) / n_batches) / b["total"]),
+        # the same bound with the ARM time of the overlapped pass itself (on a shared machine
+        # layer 1 runs slower when the process never sleeps: the scheduler's share drops)
+        "overlapped_vs_max_same_pass": paired(
+            lambda a, b: max(b["layer1"], a["backend"]) / b["total"]),
+        # on a shared machine: the layer-1 time inside the overlapped passes, and the share
+        # of a CPU the process got (CPU seconds / wall seconds) in each kind of pass
+        "arm_ms_per_batch_in_overlapped": round(
+            1e3 * statistics.median(t["layer1"] for t in pipe) / n_batches, 3),
+        "cpu_share": {"sequential": round(statistics.median(t["cpu"] / t["total"] for t in seq), 3),
+                      "overlapped": round(statistics.median(t["cpu"] / t["total"] for t in pipe),
+                                          3)},
+        "scores_identical": identical,
+        "rounds_s": {"sequential": [round(t["total"], 4) for t in seq],
+                     "overlapped": [round(t["total"], 4) for t in pipe]},
+    })
+    if backend == "mock":
+        # how much longer than its simulated latency a sequential backend call took: driver
+        # overhead plus the wake-up delay after waiting (tens of us on an idle Linux; many ms
+        # for a niced process on a machine whose CPUs are all busy)
+        info["fpga_beyond_latency_ms_per_batch"] = round(
+            1e3 * fpga / n_batches - 1e3 * lat * batch, 3)
+    if stub is not None:
+        info["sim_kernel_cpu_ms_per_batch"] = round(1e3 * sim_s / rounds / n_batches, 4)
+    return info
+
+
+# ----------------------------------------------------------------------------- the report
+
+def bench_report(backend: str = "mock", batch: int = 64, model=None, n_batches: int = 4,
+                 rounds: int = 5, latency_per_image: Optional[float] = None,
+                 overhead: bool = True, **backend_options) -> Dict[str, Any]:
+    """Everything ``pynq-bnn bench`` reports, as a JSON-ready dict.
+
+    Parameters
+    ----------
+    backend : str
+        "mock" (default: simulated kernel latency), "pynq", "cpu" or "auto" (pynq on a board
+        with a bitstream, else cpu, as ``open_backend``).
+    batch : int
+        Images per kernel start.
+    model : str, Params or None
+        Default: the shipped model, else a random full BinaryNet (the speed is the same).
+    n_batches, rounds : int
+        Batches per timed pass, and passes (medians are reported).
+    latency_per_image : float, optional
+        Mock: simulated kernel seconds per image (default: equal to the measured layer 1).
+    overhead : bool
+        Include the mock driver-overhead measurement (about 2 s).
+    **backend_options
+        Passed to ``open_backend`` (e.g. ``overlay=`` for "pynq").
+    """
+    params, model_name = _default_params(model)
+    if backend == "auto":
+        from ..backends import board_status
+        ok, _ = board_status(backend_options.get("overlay"), backend_options.get("board"))
+        backend = "pynq" if ok else "cpu"
+    report: Dict[str, Any] = {
+        "backend": backend, "batch": batch, "model": model_name,
+        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
+                    "load_average": loadavg()},
+        "note": "wall-clock times depend on machine load; ratios are measured in one process",
+    }
+    report["pipeline"] = pipeline_overlap(params, backend, batch, n_batches, rounds,
+                                          latency_per_image, **backend_options)
+    report["layer1_ms_per_image"] = report["pipeline"]["layer1_ms_per_image"]
+    if overhead and backend in ("mock", "pynq"):
+        report["driver_overhead"] = driver_overhead(params, batches=sorted({1, batch}))
+    report["hls_cycle_estimate"] = cycle_estimate(network=params.network)
+    return report
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """The report as the lines ``pynq-bnn bench`` prints."""
+    p = report["pipeline"]
+    lines = [f"backend {report['backend']}, batch {report['batch']}, model {report['model']}",
+             f"layer 1 (FirstLayer, {p['layer1_threads']} thread): "
+             f"{p['layer1_ms_per_image']:.4f} ms/image"]
+    if "simulated_kernel_ms_per_image" in p:
+        lines.append(f"simulated kernel: {p['simulated_kernel_ms_per_image']:.4f} ms/image "
+                     "(mock latency, not the FPGA)")
+    lines += [
+        f"pipeline ({p['overlap_mode']}): sequential {p['sequential_images_per_s']:.1f} images/s, "
+        f"overlapped {p['overlapped_images_per_s']:.1f} images/s "
+        f"(x{p['overlapped_vs_sequential']:.2f})",
+        f"  ARM {p['arm_ms_per_batch']:.3f} ms/batch, FPGA {p['fpga_ms_per_batch']:.3f} ms/batch: "
+        f"overlapped reaches {100 * p['overlapped_vs_max']:.0f}% of max(ARM, FPGA) "
+        f"({p['bound_max_images_per_s']:.1f} images/s), "
+        f"{100 * p['overlapped_vs_pipeline_bound']:.0f}% of that plus the pipeline fill, "
+        f"{100 * p['overlapped_vs_sum']:.0f}% of the sum; "
+        f"scores identical: {p['scores_identical']}",
+    ]
+    d = report.get("driver_overhead")
+    if d:
+        for key, v in d.items():
+            if key.startswith("batch"):
+                lines.append(f"driver overhead per start, {key}: run {v['run']['cpu_ms']:.3f} ms "
+                             f"CPU ({v['run']['wall_best_ms']:.3f} ms best wall), submit+wait "
+                             f"{v['submit_wait']['cpu_ms']:.3f} ms CPU (simulated kernel's own "
+                             "time subtracted)")
+    e = report.get("hls_cycle_estimate")
+    if e:
+        lines.append(f"HLS kernel ESTIMATE (C-sim loop counts at {e.get('clock_mhz')} MHz, not "
+                     f"measured): batch 1 {e.get('batch1_ms_per_image')} ms/image, batch 16 "
+                     f"{e.get('batch16_ms_per_image')} ms/image [{os.path.relpath(e['source'])}]"
+                     + ("" if e.get("network_matches", True) else
+                        "; made for another topology than this model's"))
+    else:
+        lines.append("HLS kernel estimate: none found (make -C hls_src estimate)")
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (for benchmark records)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def emit_json(result: dict, out: str = None) -> None:
+    """Print a benchmark result as JSON, and write it to ``out`` when given."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
