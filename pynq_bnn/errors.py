@@ -34,3 +34,19 @@ class CameraError(BnnError, RuntimeError):
     The message names the device or file and says what is wrong (no OpenCV, no camera
     attached, no frame, unreadable image, ...).
     """
+
+
+class NetworkError(BnnError, ValueError):
+    """A topology that pynq-bnn cannot represent (pynq_bnn.spec.network)."""
+
+
+class AbiError(BnnError, ValueError):
+    """A network or parameter image that this kernel build cannot run (pynq_bnn.spec.abi)."""
+
+
+class SimBusError(HardwareError):
+    """An access of the simulated kernel outside every live allocation (a DECERR on the board)."""
+
+
+class ClosedError(BnnError, RuntimeError):
+    """The object (Classifier, backend, engine) was closed, or is closing, and cannot run."""

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from pynq_bnn import abi
+from pynq_bnn.spec import abi
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HLS = os.path.join(REPO, "hls_src")
@@ -64,49 +64,6 @@ def load_exporter():
 
 
 # ----------------------------------------------------------------------- no compiler needed
-
-def _cpp_constants(path):
-    text = open(path).read()
-    out = {}
-    for name, expr in re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=\s*([^,;]+)[,;]", text):
-        out[name] = expr.strip()
-    return out
-
-
-def _eval(expr, env):
-    expr = re.sub(r"(0x[0-9a-fA-F]+|\d+)u\b", r"\1", expr)  # drop C++ unsigned suffixes
-    expr = expr.replace("abi::", "")
-    return eval(expr, {}, env)  # noqa: S307 - constants of our own header
-
-
-def test_cpp_abi_header_mirrors_abi_py():
-    c = _cpp_constants(os.path.join(HLS, "include", "bnn_abi.hpp"))
-    env = {}
-    for name, expr in c.items():
-        env[name] = _eval(expr, env)
-    pairs = {
-        "ABI_MAGIC": abi.ABI_MAGIC, "ABI_VERSION": abi.ABI_VERSION, "ABI_ID": abi.ABI_ID,
-        "HEADER_WORDS": abi.HEADER_WORDS, "DESCRIPTOR_WORDS": abi.DESCRIPTOR_WORDS,
-        "DESCRIPTOR_BASE": abi.DESCRIPTOR_BASE, "MAX_LAYERS": abi.MAX_LAYERS,
-        "DATA_BASE": abi.DATA_BASE, "ALIGN_WORDS": abi.ALIGN_WORDS,
-        "KIND_CONV": abi.KIND_CONV, "KIND_DENSE": abi.KIND_DENSE,
-        "FLAG_POOL": abi.FLAG_POOL, "FLAG_LAST": abi.FLAG_LAST,
-        "REG_CTRL": abi.CTRL, "REG_GIER": abi.GIER, "REG_IP_IER": abi.IP_IER,
-        "REG_IP_ISR": abi.IP_ISR, "REG_PARAMS_LO": abi.PARAMS_LO, "REG_PARAMS_HI": abi.PARAMS_HI,
-        "REG_INPUT_LO": abi.INPUT_LO, "REG_INPUT_HI": abi.INPUT_HI,
-        "REG_SCORES_LO": abi.SCORES_LO, "REG_SCORES_HI": abi.SCORES_HI,
-        "REG_N_IMAGES": abi.N_IMAGES, "REG_ABI_ID": abi.ABI_ID_REG,
-        "REG_ABI_ID_CTRL": abi.ABI_ID_CTRL,
-    }
-    for name, value in pairs.items():
-        assert env[name] == value, f"bnn_abi.hpp {name} = {env[name]}, abi.py says {value}"
-
-
-def test_cpp_limits_mirror_abi_py():
-    c = _cpp_constants(os.path.join(HLS, "include", "bnn_config.hpp"))
-    for name in ("MAX_CHANNELS", "MAX_CONV_SIZE", "MAX_DENSE_IN", "MAX_DENSE_OUT", "MAX_CLASSES"):
-        assert int(c[name]) == getattr(abi, name), name
-
 
 def test_committed_estimate_is_labelled_and_meets_goal():
     path = os.path.join(HLS, "reports", "cycle_estimate.json")

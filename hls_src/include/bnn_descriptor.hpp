@@ -26,6 +26,9 @@ struct LayerDesc {
     ap_uint<32> w_words;  ///< weight block length in words
 };
 
+static_assert(abi::MAX_DENSE_IN < (1u << 14) && abi::MAX_CONV_SIZE < (1u << 7),
+              "LayerDesc fields too narrow for the ABI limits");
+
 /// The whole table plus what the top level derives from it.
 struct Topology {
     unsigned n_layers;   ///< binary layers in the table
@@ -84,8 +87,10 @@ read_table:
                                                   abi::FLAG_LAST)) == 0;
         const Word cin = w[abi::D_CIN], cout = w[abi::D_COUT], size = w[abi::D_SIZE];
         const Word woff = w[abi::D_WOFF], toff = w[abi::D_TOFF], wwords = w[abi::D_WWORDS];
-        // Everything must fit the narrow fields before it is narrowed.
-        if (!kind_ok || cin > 8192 || cout > 8192 || size > 64 || woff > 0xFFFFFFFFu ||
+        // Everything must fit the narrow fields before it is narrowed (the exact per-kind
+        // limits are checked below; these bounds only keep the narrowing lossless).
+        if (!kind_ok || cin > abi::MAX_DENSE_IN || cout > abi::MAX_DENSE_IN ||
+            size > abi::MAX_CONV_SIZE || woff > 0xFFFFFFFFu ||
             toff > 0xFFFFFFFFu || wwords > 0xFFFFFFFFu)
             return false;
         d.cin = cin;

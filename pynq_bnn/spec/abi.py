@@ -1,7 +1,9 @@
 """The kernel ABI in one place: register map, parameter memory image, buffer layouts.
 
-The HLS kernel (hls_src/include/bnn_abi.hpp mirrors this file), the driver, the mock and the
-docs (docs/ABI.md) all follow it. Change it only together with ``ABI_VERSION``.
+This file is the one source of the contract: the HLS kernel's constants
+(hls_src/include/bnn_abi.hpp) and the mock's HWH register map are generated from it by
+``python3 tools/gen_abi.py``; the driver, the mock and docs/ABI.md follow it. Change it only
+together with ``ABI_VERSION``, then regenerate (tests/test_abi_generated.py checks).
 
 Kernel signature (hls_src/src/bnn_kernel.cpp)::
 
@@ -13,8 +15,11 @@ Kernel signature (hls_src/src/bnn_kernel.cpp)::
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Tuple
+
 import numpy as np
 
+from ..errors import AbiError
 from .network import Layer, Network
 
 ABI_MAGIC = 0x424E  # "BN"
@@ -29,20 +34,76 @@ KERNEL_VLNV = "pynq-bnn:hls:bnn_kernel:1.0"
 # words + one reserved word, a 32-bit scalar a data word + a reserved word, an output scalar a
 # data word + a control word (bit 0 ap_vld). Checked by reasoning, not by a Vitis run here:
 # the driver compares these offsets with the .hwh on the board.
-CTRL = 0x00          # AP_START bit0, AP_DONE bit1 (clear on read), AP_IDLE bit2, AP_READY bit3,
-                     # AP_CONTINUE bit4 (unused, ap_ctrl_hs), AUTO_RESTART bit7
-GIER = 0x04          # bit0: global interrupt enable
-IP_IER = 0x08        # bit0: ap_done interrupt, bit1: ap_ready interrupt
-IP_ISR = 0x0C        # same bits, toggle on write
-PARAMS_LO = 0x10     # params pointer, low 32 bits ("params_1" in the HWH)
-PARAMS_HI = 0x14     # params pointer, high 32 bits ("params_2")
-INPUT_LO = 0x1C
-INPUT_HI = 0x20
-SCORES_LO = 0x28
-SCORES_HI = 0x2C
-N_IMAGES = 0x34
-ABI_ID_REG = 0x3C    # read-only, valid after a start
-ABI_ID_CTRL = 0x40   # bit0: abi_id ap_vld
+#
+# REGISTERS is the one source: the offsets below, hls_src/include/bnn_abi.hpp and the mock's
+# HWH fixture (backends/sim/fixtures/bnn_sim_fixture.hwh) are generated from it by
+# tools/gen_abi.py; tests/test_abi_generated.py fails when a generated file is stale.
+
+
+class Field(NamedTuple):
+    """One bit field of a register: ``name``, first bit, width, HWH access string."""
+
+    name: str
+    bit: int
+    width: int
+    access: str
+
+
+class Register(NamedTuple):
+    """One 32-bit s_axilite register: the constant's name here, its HWH name, offset, access."""
+
+    const: str
+    hwh_name: str
+    offset: int
+    access: str
+    description: str
+    fields: Tuple[Field, ...]
+
+
+def _data(const: str, hwh: str, offset: int, arg: str, access: str = "write-only") -> Register:
+    kind = "Data" if arg in hwh else "Control"
+    return Register(const, hwh, offset, access, f"{kind} signal of {arg}", (Field(arg, 0, 32, access),))
+
+
+REGISTERS: Tuple[Register, ...] = (
+    Register("CTRL", "CTRL", 0x00, "read-write", "Control signals", (
+        Field("AP_START", 0, 1, "read-write"), Field("AP_DONE", 1, 1, "read-only"),  # DONE: clear on read
+        Field("AP_IDLE", 2, 1, "read-only"), Field("AP_READY", 3, 1, "read-only"),
+        Field("RESERVED_1", 4, 3, "read-only"),  # bit 4 AP_CONTINUE is unused with ap_ctrl_hs
+        Field("AUTO_RESTART", 7, 1, "read-write"), Field("RESERVED_2", 8, 24, "read-only"))),
+    Register("GIER", "GIER", 0x04, "read-write", "Global Interrupt Enable Register", (
+        Field("Enable", 0, 1, "read-write"), Field("RESERVED", 1, 31, "read-only"))),
+    Register("IP_IER", "IP_IER", 0x08, "read-write", "IP Interrupt Enable Register", (
+        Field("CHAN0_INT_EN", 0, 1, "read-write"), Field("CHAN1_INT_EN", 1, 1, "read-write"),
+        Field("RESERVED", 2, 30, "read-only"))),
+    Register("IP_ISR", "IP_ISR", 0x0C, "read-write", "IP Interrupt Status Register", (  # toggle on write
+        Field("CHAN0_INT_ST", 0, 1, "read-write"), Field("CHAN1_INT_ST", 1, 1, "read-write"),
+        Field("RESERVED", 2, 30, "read-only"))),
+    _data("PARAMS_LO", "params_1", 0x10, "params"),
+    _data("PARAMS_HI", "params_2", 0x14, "params"),
+    _data("INPUT_LO", "input_r_1", 0x1C, "input_r"),
+    _data("INPUT_HI", "input_r_2", 0x20, "input_r"),
+    _data("SCORES_LO", "scores_1", 0x28, "scores"),
+    _data("SCORES_HI", "scores_2", 0x2C, "scores"),
+    _data("N_IMAGES", "n_images", 0x34, "n_images"),
+    _data("ABI_ID_REG", "abi_id", 0x3C, "abi_id", access="read-only"),  # valid after a start
+    Register("ABI_ID_CTRL", "abi_id_ctrl", 0x40, "read-only", "Control signal of abi_id", (
+        Field("abi_id_ap_vld", 0, 1, "read-only"), Field("RESERVED", 1, 31, "read-only"))),
+)
+_OFFSETS = {r.const: r.offset for r in REGISTERS}
+CTRL = _OFFSETS["CTRL"]
+GIER = _OFFSETS["GIER"]
+IP_IER = _OFFSETS["IP_IER"]
+IP_ISR = _OFFSETS["IP_ISR"]
+PARAMS_LO = _OFFSETS["PARAMS_LO"]
+PARAMS_HI = _OFFSETS["PARAMS_HI"]
+INPUT_LO = _OFFSETS["INPUT_LO"]
+INPUT_HI = _OFFSETS["INPUT_HI"]
+SCORES_LO = _OFFSETS["SCORES_LO"]
+SCORES_HI = _OFFSETS["SCORES_HI"]
+N_IMAGES = _OFFSETS["N_IMAGES"]
+ABI_ID_REG = _OFFSETS["ABI_ID_REG"]
+ABI_ID_CTRL = _OFFSETS["ABI_ID_CTRL"]
 REGISTER_SPAN = 0x10000  # the s_axilite address range the Vivado flow assigns
 
 AP_START = 1 << 0
@@ -52,15 +113,10 @@ AP_READY = 1 << 3
 AUTO_RESTART = 1 << 7
 
 # Register names as they appear in the HWH (used to cross-check the offsets on the board).
-HWH_REGISTER_NAMES = {
-    "CTRL": CTRL, "GIER": GIER, "IP_IER": IP_IER, "IP_ISR": IP_ISR,
-    "params_1": PARAMS_LO, "params_2": PARAMS_HI,
-    "input_r_1": INPUT_LO, "input_r_2": INPUT_HI,
-    "scores_1": SCORES_LO, "scores_2": SCORES_HI,
-    "n_images": N_IMAGES, "abi_id": ABI_ID_REG, "abi_id_ctrl": ABI_ID_CTRL,
-}
+HWH_REGISTER_NAMES = {r.hwh_name: r.offset for r in REGISTERS}
 
-# --- compile-time limits of the kernel (hls_src/include/bnn_config.hpp) ----------------------
+# --- compile-time limits of the kernel (hls_src/include/bnn_config.hpp takes them from the
+# generated bnn_abi.hpp) -----------------------------------------------------------------------
 MAX_LAYERS = 16
 MAX_CHANNELS = 512
 MAX_CONV_SIZE = 32
@@ -77,12 +133,20 @@ ALIGN_WORDS = 8              # every block starts on a 64-byte boundary (burst f
 
 KIND_CONV = 0
 KIND_DENSE = 1
+KIND_MASK = 0xFF             # descriptor word D_KIND: kind in bits 0-7, flags above
 FLAG_POOL = 1 << 8
 FLAG_LAST = 1 << 9
 
+# Descriptor word indices (word 7 is reserved, 0).
+D_KIND, D_CIN, D_COUT, D_SIZE, D_WOFF, D_TOFF, D_WWORDS = range(7)
 
-class AbiError(ValueError):
-    """A network that this kernel build cannot run."""
+# Threshold entries: THRESHOLDS_PER_WORD 32-bit entries per word, the even entry in the low
+# half; an entry is an int16 threshold in bits 0-15 and an int8 direction (+1/-1) in bits 16-23.
+THRESHOLDS_PER_WORD = 2
+THRESHOLD_ENTRY_BITS = 32
+THRESHOLD_BITS = 16
+DIRECTION_SHIFT = 16
+DIRECTION_BITS = 8
 
 
 def check_network(network: Network) -> None:
@@ -110,22 +174,27 @@ def _align(n: int) -> int:
 
 
 def pack_thresholds(thresholds: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Two 32-bit entries per word: bits 0-15 int16 threshold, bits 16-23 int8 direction."""
+    """Threshold entries packed into words (layout: THRESHOLDS_PER_WORD and the constants above)."""
     t = np.asarray(thresholds, dtype=np.int64)
-    if np.any(np.abs(t) > 32767):
-        raise AbiError("threshold does not fit in 16 bits")
-    entry = (t.astype(np.uint64) & np.uint64(0xFFFF)) | (
-        (np.asarray(directions, dtype=np.int64).astype(np.uint64) & np.uint64(0xFF)) << np.uint64(16))
-    if entry.size % 2:
+    limit = (1 << (THRESHOLD_BITS - 1)) - 1
+    if np.any(np.abs(t) > limit):
+        raise AbiError(f"threshold does not fit in {THRESHOLD_BITS} bits")
+    t_mask = np.uint64((1 << THRESHOLD_BITS) - 1)
+    d_mask = np.uint64((1 << DIRECTION_BITS) - 1)
+    entry = (t.astype(np.uint64) & t_mask) | (
+        (np.asarray(directions, dtype=np.int64).astype(np.uint64) & d_mask) << np.uint64(DIRECTION_SHIFT))
+    if entry.size % THRESHOLDS_PER_WORD:
         entry = np.append(entry, np.uint64(0))
-    return entry[0::2] | (entry[1::2] << np.uint64(32))
+    return entry[0::2] | (entry[1::2] << np.uint64(THRESHOLD_ENTRY_BITS))
 
 
 def _descriptor(layer: Layer, w_off: int, t_off: int, w_words: int) -> list:
     kind = KIND_CONV if layer.kind == "conv" else KIND_DENSE
     flags = (FLAG_POOL if layer.pool else 0) | (FLAG_LAST if layer.last else 0)
-    return [kind | flags, layer.in_channels, layer.out_channels, layer.in_size,
-            w_off, t_off, w_words, 0]
+    d = [0] * DESCRIPTOR_WORDS
+    d[D_KIND], d[D_CIN], d[D_COUT], d[D_SIZE] = kind | flags, layer.in_channels, layer.out_channels, layer.in_size
+    d[D_WOFF], d[D_TOFF], d[D_WWORDS] = w_off, t_off, w_words
+    return d
 
 
 def build_param_image(params) -> np.ndarray:
@@ -196,12 +265,13 @@ class KernelModel:
 def unpack_thresholds(words: np.ndarray, n: int):
     """Inverse of :func:`pack_thresholds`: (int32 thresholds, int8 directions) of ``n`` entries."""
     words = np.asarray(words, dtype=np.uint64)
-    entries = np.empty(2 * words.size, dtype=np.uint64)
-    entries[0::2] = words & np.uint64(0xFFFFFFFF)
-    entries[1::2] = words >> np.uint64(32)
+    entries = np.empty(THRESHOLDS_PER_WORD * words.size, dtype=np.uint64)
+    entries[0::2] = words & np.uint64((1 << THRESHOLD_ENTRY_BITS) - 1)
+    entries[1::2] = words >> np.uint64(THRESHOLD_ENTRY_BITS)
     entries = entries[:n]
-    thresholds = (entries & np.uint64(0xFFFF)).astype(np.uint16).view(np.int16).astype(np.int32)
-    directions = ((entries >> np.uint64(16)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8)
+    thresholds = (entries & np.uint64((1 << THRESHOLD_BITS) - 1)).astype(np.uint16).view(np.int16).astype(np.int32)
+    directions = ((entries >> np.uint64(DIRECTION_SHIFT)) & np.uint64((1 << DIRECTION_BITS) - 1)
+                  ).astype(np.uint8).view(np.int8)
     return thresholds, directions
 
 
@@ -248,32 +318,32 @@ def parse_param_image(words) -> KernelModel:
     for i in range(n_layers):
         base = DESCRIPTOR_BASE + i * DESCRIPTOR_WORDS
         descs.append([int(v) for v in w[base:base + DESCRIPTOR_WORDS]])
-    kinds = [d[0] & 0xFF for d in descs]
+    kinds = [d[D_KIND] & KIND_MASK for d in descs]
     n_conv = 0
     while n_conv < n_layers and kinds[n_conv] == KIND_CONV:
         n_conv += 1
     if n_conv == 0 or n_conv == n_layers or any(k != KIND_DENSE for k in kinds[n_conv:]):
         raise AbiError(f"layer kinds {kinds}: expected convs ({KIND_CONV}) then dense layers ({KIND_DENSE})")
     for i, d in enumerate(descs):
-        if bool(d[0] & FLAG_LAST) != (i == n_layers - 1):
-            raise AbiError(f"descriptor {i}: LAST flag {'set' if d[0] & FLAG_LAST else 'missing'}")
-        if kinds[i] == KIND_DENSE and d[0] & FLAG_POOL:
+        if bool(d[D_KIND] & FLAG_LAST) != (i == n_layers - 1):
+            raise AbiError(f"descriptor {i}: LAST flag {'set' if d[D_KIND] & FLAG_LAST else 'missing'}")
+        if kinds[i] == KIND_DENSE and d[D_KIND] & FLAG_POOL:
             raise AbiError(f"descriptor {i}: a dense layer cannot pool")
     try:
         network = Network(
-            conv_channels=(descs[0][1],) + tuple(d[2] for d in descs[:n_conv]),
-            pool_after=(False,) + tuple(bool(d[0] & FLAG_POOL) for d in descs[:n_conv]),
-            fc_units=tuple(d[2] for d in descs[n_conv:-1]),
-            n_classes=descs[-1][2],
-            image_size=descs[0][3])
+            conv_channels=(descs[0][D_CIN],) + tuple(d[D_COUT] for d in descs[:n_conv]),
+            pool_after=(False,) + tuple(bool(d[D_KIND] & FLAG_POOL) for d in descs[:n_conv]),
+            fc_units=tuple(d[D_COUT] for d in descs[n_conv:-1]),
+            n_classes=descs[-1][D_COUT],
+            image_size=descs[0][D_SIZE])
     except NetworkError as e:
         raise AbiError(f"descriptor table describes no valid network: {e}") from None
     layers = {}
     for i, (layer, d) in enumerate(zip(network.binary_layers, descs)):
-        if (d[1], d[2], d[3]) != (layer.in_channels, layer.out_channels, layer.in_size):
-            raise AbiError(f"descriptor {i} ({layer.name}): in/out/size {d[1:4]} inconsistent with "
+        if (d[D_CIN], d[D_COUT], d[D_SIZE]) != (layer.in_channels, layer.out_channels, layer.in_size):
+            raise AbiError(f"descriptor {i} ({layer.name}): in/out/size {d[D_CIN:D_SIZE + 1]} inconsistent with "
                            f"the layers before it ({layer.in_channels}, {layer.out_channels}, {layer.in_size})")
-        w_off, t_off, w_words = d[4], d[5], d[6]
+        w_off, t_off, w_words = d[D_WOFF], d[D_TOFF], d[D_WWORDS]
         expected = int(np.prod(layer.weight_shape))
         if w_words != expected:
             raise AbiError(f"descriptor {i} ({layer.name}): {w_words} weight words, expected {expected}")
@@ -281,7 +351,7 @@ def parse_param_image(words) -> KernelModel:
             raise AbiError(f"descriptor {i} ({layer.name}): weights at {w_off} outside the image")
         lp = LayerParams(w[w_off:w_off + w_words].reshape(layer.weight_shape).copy())
         if not layer.last:
-            t_words = (layer.out_channels + 1) // 2
+            t_words = -(-layer.out_channels // THRESHOLDS_PER_WORD)
             if not DATA_BASE <= t_off <= total - t_words:
                 raise AbiError(f"descriptor {i} ({layer.name}): thresholds at {t_off} outside the image")
             lp.thresholds, lp.directions = unpack_thresholds(w[t_off:t_off + t_words], layer.out_channels)

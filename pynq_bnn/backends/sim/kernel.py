@@ -41,7 +41,7 @@ from typing import Deque, Iterable, List, Optional, Tuple
 import numpy as np
 
 from ...spec import abi
-from ...errors import BackendUnavailable
+from ...errors import BackendUnavailable, SimBusError
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ UNINITIALISED = 0xA5              # byte value of simulated DDR never written
 _POINTER_PAIRS = ((abi.PARAMS_LO, abi.PARAMS_HI), (abi.INPUT_LO, abi.INPUT_HI),
                   (abi.SCORES_LO, abi.SCORES_HI))
 _ARG_REGISTERS = frozenset(r for pair in _POINTER_PAIRS for r in pair) | {abi.N_IMAGES}
-
-
-class SimBusError(Exception):
-    """An access of the simulated kernel outside every live allocation (a DECERR on the board)."""
 
 
 # ----------------------------------------------------------------------------- recording
