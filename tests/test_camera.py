@@ -253,12 +253,12 @@ def test_run_live_matches_the_classifier(clf, overlap):
     stats = run_live(clf, src, max_frames=5, on_result=seen.append, overlap=overlap)
     assert src.closed
     assert stats.frames == 5 and stats.stopped_by == "max_frames" and stats.overlap == overlap
-    assert stats.labels == expected.labels[:5].tolist()
+    assert stats.class_indices == expected.indices[:5].tolist()
     assert [r.index for r in seen] == list(range(5))
     for r, i in zip(seen, range(5)):
         assert np.array_equal(r.int_scores, expected.scores[i])
         assert np.allclose(r.scores, expected.affine_scores[i])
-        assert r.class_name == expected.class_names[i]
+        assert r.class_name == expected.names[i]
         assert np.array_equal(r.frame, frames[i]) and r.image.shape == (32, 32, 3)
         assert set(camera.LIVE_STAGES) <= set(r.timings) and r.timings["latency"] > 0
         assert r.fps > 0
@@ -272,18 +272,18 @@ def test_run_live_matches_the_classifier(clf, overlap):
 
 def test_run_live_overlap_on_and_off_agree_on_the_clip(clf):
     runs = [run_live(clf, ImageFolderSource(CLIP), overlap=o) for o in (False, True)]
-    assert runs[0].labels == runs[1].labels
+    assert runs[0].class_indices == runs[1].class_indices
     assert runs[0].frames == len([f for f in os.listdir(CLIP) if f.endswith(".png")])
     assert runs[0].stopped_by == runs[1].stopped_by == "end of source"
     direct = clf.classify(np.stack([preprocess_frame(f) for f in ImageFolderSource(CLIP)]))
-    assert runs[0].labels == direct.labels.tolist()
+    assert runs[0].class_indices == direct.indices.tolist()
 
 
 def test_run_live_on_the_mock_backend(params):
     with Classifier(params, "mock", kernel="reference") as c:
         frames = list(SyntheticSource(3, 64, 48))
         stats = run_live(c, ArraySource(frames), overlap=True)
-        assert stats.labels == c.classify(np.stack([preprocess_frame(f) for f in frames])).labels.tolist()
+        assert stats.class_indices == c.classify(np.stack([preprocess_frame(f) for f in frames])).indices.tolist()
 
 
 def test_stop_controls(clf):
@@ -383,6 +383,6 @@ def test_the_shipped_model_recognises_the_clip():
         stats = run_live(c, ImageFolderSource(CLIP))
         names = [os.path.splitext(f)[0].split("_", 2)[2]
                  for f in sorted(os.listdir(CLIP)) if f.endswith(".png")]
-        got = [c.class_names[k] for k in stats.labels]
+        got = [c.class_names[k] for k in stats.class_indices]
     # CIFAR-10 test images the model did not train on: most, not necessarily all, are right
     assert sum(g == n for g, n in zip(got, names)) >= len(names) - 2, list(zip(names, got))

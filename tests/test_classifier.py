@@ -51,9 +51,9 @@ def check(result, params, imgs):
     assert isinstance(result, ClassifyResult)
     assert result.scores.dtype == np.int32
     np.testing.assert_array_equal(result.scores, ints)
-    np.testing.assert_array_equal(result.labels, labels)
+    np.testing.assert_array_equal(result.indices, labels)
     np.testing.assert_allclose(result.affine_scores, affine, rtol=0, atol=0)
-    assert result.class_names == [params.class_names[k] for k in labels]
+    assert result.names == [params.class_names[k] for k in labels]
     assert set(STAGES) <= set(result.timings) and "total" in result.timings
     assert all(v >= 0 for v in result.timings.values())
 
@@ -79,7 +79,7 @@ def test_every_input_form(clf, model, images, tmp_path):
     check(r, params, images[:5])
     assert r.sources == [path, "image #1", "array #2", "array #3[0]", "array #3[1]"]
     p = r[0]
-    assert p.ok and p.source == path and p.label == r.class_names[0] and p.index == r.labels[0]
+    assert p.ok and p.source == path and p.name == r.names[0] and p.index == r.indices[0]
     assert p.score == r.affine_scores[0].max()
     np.testing.assert_array_equal(p.int_scores, r.scores[0])
 
@@ -105,9 +105,9 @@ def test_a_bad_file_in_a_list_keeps_the_others(clf, model, images, tmp_path):
     assert list(r.ok) == [True, False, True, False, True] and r.n_failed == 2
     ints, affine, labels = expected(model[0], images[:3])
     np.testing.assert_array_equal(r.scores[[0, 2, 4]], ints)
-    np.testing.assert_array_equal(r.labels[[0, 2, 4]], labels)
-    assert list(r.labels[[1, 3]]) == [-1, -1]
-    assert np.isnan(r.affine_scores[[1, 3]]).all() and r.class_names[1] is None
+    np.testing.assert_array_equal(r.indices[[0, 2, 4]], labels)
+    assert list(r.indices[[1, 3]]) == [-1, -1]
+    assert np.isnan(r.affine_scores[[1, 3]]).all() and r.names[1] is None
     assert str(bad) in str(r.errors[1]) and missing in str(r.errors[3])
     preds = list(r)
     assert [p.ok for p in preds] == [True, False, True, False, True]
@@ -118,7 +118,7 @@ def test_a_bad_file_in_a_list_keeps_the_others(clf, model, images, tmp_path):
 
 def test_classify_many_all_bad_and_empty(clf, tmp_path):
     r = clf.classify_many([str(tmp_path / "x.png"), np.zeros((3, 3), np.uint8)])
-    assert list(r.ok) == [False, False] and list(r.labels) == [-1, -1]
+    assert list(r.ok) == [False, False] and list(r.indices) == [-1, -1]
     r = clf.classify_many([])
     assert len(r) == 0 and r.scores.shape == (0, 10)
 
@@ -173,6 +173,15 @@ def test_describe(model):
         d = c.describe()
     assert d["model"] == model[1] and d["checksum"] == model[0].checksum
     assert d["class_names"][0] == "airplane" and isinstance(d["backend"], dict)
+    assert d["backend"]["reason"] == "backend 'cpu' requested"
+
+
+def test_auto_backend_says_why(model, monkeypatch):
+    import pynq_bnn.backends as backends
+    monkeypatch.setattr(backends, "board_status", lambda *a: (False, "pynq is not installed"))
+    with Classifier(model[1], backend="auto") as c:
+        assert c.backend.name == "cpu"
+        assert c.describe()["backend"]["reason"] == "auto: pynq is not installed"
 
 
 def test_bad_model_file_raises_params_error(tmp_path):
@@ -251,3 +260,60 @@ def test_shipped_model_on_the_samples():
         assert c.network.n_classes == 10 and len(r) == len(files)
         from pynq_bnn.host.preprocess import load_images
         check(r, c.params, load_images(files)[1])
+
+
+def test_old_names_still_work_with_a_deprecation_warning(clf, images):
+    r = clf.classify(images[:2])
+    with pytest.warns(DeprecationWarning, match=r"ClassifyResult\.labels .*ClassifyResult\.indices"):
+        assert r.labels is r.indices
+    with pytest.warns(DeprecationWarning, match=r"ClassifyResult\.names"):
+        assert r.class_names is r.names
+    with pytest.warns(DeprecationWarning, match=r"Prediction\.name"):
+        assert r[0].label == r[0].name == r.names[0]
+    assert clf.class_names[r.indices[0]] == r.names[0]   # the class list keeps its name
+
+
+def test_top_k_is_the_best_k_by_affine_score(clf, model, images, tmp_path):
+    missing = str(tmp_path / "missing.png")
+    r = clf.classify_many([images[0], missing, images[1]])
+    idx, sc = r.top_k(3)
+    assert idx.shape == sc.shape == (3, 3)
+    affine = expected(model[0], images[:2])[1]
+    for row, a in zip((0, 2), affine):
+        order = sorted(range(10), key=lambda k: (-a[k], k))[:3]
+        assert list(idx[row]) == order and list(sc[row]) == [a[k] for k in order]
+        assert idx[row, 0] == r.indices[row]          # top-1 is the prediction (ties included)
+        assert r[row].top(3) == [(k, a[k]) for k in order]
+    assert list(idx[1]) == [-1, -1, -1] and np.isnan(sc[1]).all() and r[1].top(3) == []
+    assert r.top_k(50)[0].shape == (3, 10)
+    with pytest.raises(ValueError):
+        r.top_k(0)
+
+
+class _BrokenFile:
+    """A file object whose read raises something preprocess does not expect."""
+
+    name = "broken-stream"
+
+    def read(self, *a):
+        raise RuntimeError("device went away")
+
+    def seek(self, *a):
+        raise RuntimeError("device went away")
+
+    def tell(self):
+        return 0
+
+
+@pytest.mark.parametrize("bad", [b"raw bytes", "nul\0byte.png", _BrokenFile()],
+                         ids=["bytes", "nul-path", "raising-file"])
+def test_one_bad_item_costs_one_result(clf, model, images, bad):
+    """Issue 17.5: classify_many([img, <bad>, img]) keeps both good results."""
+    r = clf.classify_many([images[0], bad, images[1], images[2:4]])
+    assert list(r.ok) == [True, False, True, True, True]
+    ints, _, labels = expected(model[0], images[:4])
+    np.testing.assert_array_equal(r.scores[[0, 2, 3, 4]], ints)
+    np.testing.assert_array_equal(r.indices[[0, 2, 3, 4]], labels)
+    assert r.sources[0] == "array #0" and r.sources[2] == "array #2"
+    assert r.sources[3:] == ["array #3[0]", "array #3[1]"]
+    assert isinstance(r.errors[1], ImageError) and r.indices[1] == -1

@@ -79,7 +79,7 @@ def test_threads_sharing_a_classifier_each_get_their_own_result(options):
                 idx = [(k + j) % 8 for j in range(n)]
                 r = c.classify(images[t][idx])
                 np.testing.assert_array_equal(r.scores, expected[t][idx])
-                assert list(r.labels) == list(reference.predict(PARAMS, expected[t][idx]))
+                assert list(r.indices) == list(reference.predict(PARAMS, expected[t][idx]))
         _run_threads(worker, THREADS)
         assert be.log.violations == []          # never a start while busy, never a mid-run write
         assert be.memory.live_allocations == 3

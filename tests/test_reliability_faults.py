@@ -149,7 +149,7 @@ def test_results_already_returned_survive_later_faults():
     faults do not change a result the caller already has."""
     with classifier(max_batch=4, timeout=TIMEOUT) as c:
         first = c.classify(IMAGES[:4])
-        kept = first.scores.copy(), first.labels.copy(), first.affine_scores.copy()
+        kept = first.scores.copy(), first.indices.copy(), first.affine_scores.copy()
         c.classify(IMAGES[4:8])                       # overwrites the DMA scores buffer
         c.backend.sim.faults.corrupt_output = True
         with pytest.raises(HardwareError):
@@ -159,7 +159,7 @@ def test_results_already_returned_survive_later_faults():
         with pytest.raises(HardwareTimeout):
             c.classify(IMAGES[4:8])
     np.testing.assert_array_equal(first.scores, kept[0])
-    np.testing.assert_array_equal(first.labels, kept[1])
+    np.testing.assert_array_equal(first.indices, kept[1])
     np.testing.assert_array_equal(first.affine_scores, kept[2])
     np.testing.assert_array_equal(first.scores, EXPECTED[:4])
 

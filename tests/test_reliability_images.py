@@ -166,7 +166,7 @@ def test_classifier_batch_keeps_the_good_ones_exact(corpus, backend):
         assert list(np.flatnonzero(r.ok)) == good_rows
         expected = reference_of([items[i] for i in good_rows])
         np.testing.assert_array_equal(r.scores[good_rows], expected)
-        np.testing.assert_array_equal(r.labels[good_rows], reference.predict(PARAMS, expected))
+        np.testing.assert_array_equal(r.indices[good_rows], reference.predict(PARAMS, expected))
         # each good one equals classifying it alone: no cross-talk from its neighbours
         for row in good_rows[:3]:
             np.testing.assert_array_equal(c.classify(items[row]).scores[0], r.scores[row])
@@ -174,7 +174,7 @@ def test_classifier_batch_keeps_the_good_ones_exact(corpus, backend):
             if kind == "bad":
                 path, problem = bad[key]
                 err = r.errors[i]
-                assert isinstance(err, ImageError) and r.labels[i] == -1
+                assert isinstance(err, ImageError) and r.indices[i] == -1
                 assert re.match(re.escape(path) + ": .*(" + problem + ")", str(err)), str(err)
         for j, ok in enumerate(array_ok):
             err = r.errors[len(paths) + j]

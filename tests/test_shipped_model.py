@@ -76,8 +76,8 @@ def test_shipped_samples_are_classified_correctly(model_name):
         samples = os.path.join(ROOT, "pynq_bnn", "samples")
         files = sorted(f for f in os.listdir(samples) if f.endswith(".png"))
         result = clf.classify([os.path.join(samples, f) for f in files])
-    right = sum(name == f[:-4] for name, f in zip(result.class_names, files))
-    assert right >= 8, list(zip(files, result.class_names))
+    right = sum(name == f[:-4] for name, f in zip(result.names, files))
+    assert right >= 8, list(zip(files, result.names))
 
 
 @pytest.mark.parametrize("isa", engine.supported_isas() if engine.native_available() else ["reference"])
@@ -105,7 +105,7 @@ def test_classifier_matches_reference(params, images, expected):
     with Classifier(params, backend="mock", kernel="reference") as clf:
         r = clf.classify(images)
     np.testing.assert_array_equal(r.scores, expected)
-    np.testing.assert_array_equal(r.labels, reference.predict(params, expected))
+    np.testing.assert_array_equal(r.indices, reference.predict(params, expected))
 
 
 def test_pytorch_eval_mode_matches_reference(model_name, params, images, expected):

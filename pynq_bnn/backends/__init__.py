@@ -15,7 +15,8 @@
   Options: faults, kernel, interrupt, board, mem_base, via_pynq, and the driver's.
 * ``cpu``: no FPGA (numpy reference for now, the native engine later). Ignores options.
 * ``auto``: pynq on a PYNQ board with an installed (or given) bitstream, else cpu; the choice
-  and the reason are logged.
+  and the reason are logged, and kept as ``backend.reason`` (every backend open_backend
+  returns has one, e.g. ``"auto: pynq is not installed"`` or ``"backend 'cpu' requested"``).
 
 Nothing here imports pynq until a backend that needs it is asked for.
 """
@@ -102,13 +103,13 @@ def open_backend(name: str = "auto", **options) -> Backend:
         return _open_auto(**options)
     if key == "pynq":
         from .accelerated import open_pynq
-        return open_pynq(**options)
+        return _chosen(open_pynq(**options), f"backend {key!r} requested")
     if key == "mock":
         from .accelerated import open_mock
-        return open_mock(**options)
+        return _chosen(open_mock(**options), f"backend {key!r} requested")
     if key == "cpu":
         from .cpu.backend import CpuBackend
-        return CpuBackend(**options)
+        return _chosen(CpuBackend(**options), f"backend {key!r} requested")
     raise BackendUnavailable(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
 
 
@@ -121,10 +122,17 @@ def _open_auto(**options) -> Backend:
         except (BackendUnavailable, HardwareError) as e:
             logger.warning("backend auto: pynq found %s but failed to open it (%s); using cpu",
                            reason, e)
+            reason = f"pynq found {reason} but failed to open it ({e})"
         else:
             logger.info("backend auto: pynq (%s)", reason)
-            return backend
+            return _chosen(backend, f"auto: {reason}")
     else:
         logger.info("backend auto: cpu, because %s", reason)
     from .cpu.backend import CpuBackend
-    return CpuBackend(**options)
+    return _chosen(CpuBackend(**options), f"auto: {reason}")
+
+
+def _chosen(backend: Backend, reason: str) -> Backend:
+    """Record why this backend was opened (``backend.reason``, shown by the CLI and info)."""
+    backend.reason = reason
+    return backend

@@ -20,6 +20,7 @@ import collections
 import logging
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -39,6 +40,12 @@ LIVE_STAGES = ("capture", "preprocess", "layer1", "transfer", "kernel", "post")
 """The timed stages of one frame in :func:`run_live`, in pipeline order."""
 
 
+def _deprecated(old: str, new: str) -> None:
+    # the names of pynq_bnn.host.classifier: index = class index, name = class name
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {new}",
+                  DeprecationWarning, stacklevel=3)
+
+
 # ----------------------------------------------------------------------------- live loop
 
 @dataclass
@@ -53,8 +60,9 @@ class LiveResult:
         The RGB frame as the source returned it.
     image : numpy.ndarray
         ``uint8[S, S, 3]``: what the network saw.
-    label : int
-        Class index (first maximum of :attr:`scores`).
+    class_index : int
+        Predicted class index (first maximum of :attr:`scores`); ``label`` is its deprecated
+        alias.
     class_name : str
     scores : numpy.ndarray
         float64 ``[n_classes]`` affine scores (docs/FORMAT.md section 7).
@@ -71,13 +79,19 @@ class LiveResult:
     index: int
     frame: np.ndarray
     image: np.ndarray
-    label: int
+    class_index: int
     class_name: str
     scores: np.ndarray
     int_scores: np.ndarray
     class_names: Tuple[str, ...]
     timings: Dict[str, float]
     fps: float
+
+    @property
+    def label(self) -> int:
+        """Deprecated alias of :attr:`class_index`."""
+        _deprecated("LiveResult.label", "LiveResult.class_index")
+        return self.class_index
 
     def top(self, k: int = 3) -> List[Tuple[str, float]]:
         """The ``k`` best ``(class name, affine score)`` pairs, best first."""
@@ -107,8 +121,8 @@ class LiveStats:
     stopped_by : str
         ``"max_frames"``, ``"end of source"``, ``"stop"`` (the ``stop`` event),
         ``"on_result"`` (the callback returned ``False``) or ``"error"``.
-    labels : list of int
-        The label of every frame, in order.
+    class_indices : list of int
+        The predicted class index of every frame, in order (``labels``: deprecated alias).
     """
 
     frames: int = 0
@@ -116,7 +130,13 @@ class LiveStats:
     stage_seconds: Dict[str, float] = field(default_factory=lambda: dict.fromkeys(LIVE_STAGES, 0.0))
     overlap: bool = True
     stopped_by: str = ""
-    labels: List[int] = field(default_factory=list)
+    class_indices: List[int] = field(default_factory=list)
+
+    @property
+    def labels(self) -> List[int]:
+        """Deprecated alias of :attr:`class_indices`."""
+        _deprecated("LiveStats.labels", "LiveStats.class_indices")
+        return self.class_indices
 
     @property
     def fps(self) -> float:
@@ -276,7 +296,7 @@ def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
             recent.append(t2)
             stats.frames += 1
             stats.seconds = t2 - t_start
-            stats.labels.append(label)
+            stats.class_indices.append(label)
             if len(recent) >= 2:
                 fps = (len(recent) - 1) / max(1e-9, recent[-1] - recent[0])
             else:

@@ -6,10 +6,21 @@
 
     with Classifier() as clf:                       # shipped CIFAR-10 model, best backend
         r = clf.classify("cat.png")
-        print(r.class_names[0], r.affine_scores[0].max())
+        print(r.names[0], r.indices[0], r.affine_scores[0].max())
         many = clf.classify_many(["a.png", "broken.png", frame])   # per-item errors
         for p in many:
-            print(p.source, p.label if p.ok else p.error)
+            print(p.source, p.name if p.ok else p.error)
+
+Names: ``index`` / ``indices`` are always class indices (``int``), ``name`` / ``names`` the
+predicted class names, and ``class_names`` only ever the model's list of classes
+(:attr:`Classifier.class_names`). The old ``ClassifyResult.labels`` (indices),
+``ClassifyResult.class_names`` (per-item names) and ``Prediction.label`` (name) still work for
+this release and raise a :class:`DeprecationWarning`.
+
+Scores: ``affine_scores`` (and ``Prediction.score``) are the per-class logits of the network,
+``k * s + h`` from the last layer's integer sums ``s`` (docs/FORMAT.md section 7). They are not
+probabilities: their scale depends on the model, and only their order (the argmax is the
+prediction) and their differences mean something.
 
 The pipeline per call (each stage timed, :attr:`ClassifyResult.timings`):
 
@@ -35,6 +46,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
@@ -73,13 +85,36 @@ def default_layer1(params: Params) -> Callable[[np.ndarray], np.ndarray]:
     return FirstLayer(params)
 
 
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {new}",
+                  DeprecationWarning, stacklevel=3)
+
+
 @dataclass
 class Prediction:
-    """One item of a :class:`ClassifyResult` (what iterating over it yields)."""
+    """One item of a :class:`ClassifyResult` (what iterating over it yields).
+
+    Attributes
+    ----------
+    source : str
+        The item's name (path, ``"array #i"``...).
+    index : int
+        The predicted class index; -1 when the item failed.
+    name : str or None
+        The predicted class name (``Classifier.class_names[index]``); None when the item failed.
+    score : float
+        The affine score (logit) of the predicted class; NaN when the item failed.
+    scores : numpy.ndarray or None
+        float64 ``[n_classes]`` affine scores of every class.
+    int_scores : numpy.ndarray or None
+        int32 ``[n_classes]`` raw sums from the backend.
+    error : ImageError or None
+        Why the item failed.
+    """
 
     source: str
     index: int = -1
-    label: Optional[str] = None
+    name: Optional[str] = None
     score: float = float("nan")
     scores: Optional[np.ndarray] = None
     int_scores: Optional[np.ndarray] = None
@@ -89,27 +124,49 @@ class Prediction:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def label(self) -> Optional[str]:
+        """Deprecated alias of :attr:`name` (the class name)."""
+        _deprecated("Prediction.label", "Prediction.name")
+        return self.name
+
+    def top(self, k: int) -> "List[tuple[int, float]]":
+        """The ``k`` best ``(class index, affine score)`` pairs, best first ([] if failed)."""
+        if self.scores is None:
+            return []
+        order = _top_order(self.scores[None, :], k)[0]
+        return [(int(i), float(self.scores[i])) for i in order]
+
+
+def _top_order(affine: np.ndarray, k: int) -> np.ndarray:
+    """int64 ``[N, min(k, n_classes)]``: class indices by falling score (ties: lower index
+    first, as the argmax of the prediction)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return np.argsort(-affine, axis=1, kind="stable")[:, :k].astype(np.int64)
+
 
 @dataclass
 class ClassifyResult:
     """The outcome of :meth:`Classifier.classify` / :meth:`Classifier.classify_many`.
 
     Row ``i`` of every array belongs to input item ``i``. A row whose item failed (only
-    ``classify_many`` keeps failures) has ``labels == -1``, ``class_names`` ``None``, integer
+    ``classify_many`` keeps failures) has ``indices == -1``, ``names`` ``None``, integer
     scores 0, affine scores NaN and its :class:`~pynq_bnn.errors.ImageError` in ``errors``.
 
     Attributes
     ----------
     sources : list of str
         Name of each item: its path, ``"array #i"``, ``"image #i"``.
-    labels : numpy.ndarray
-        int64 ``[N]`` class indices (first maximum of the affine scores).
-    class_names : list of str or None
-        The class name of each item.
+    indices : numpy.ndarray
+        int64 ``[N]`` predicted class indices (first maximum of the affine scores).
+    names : list of str or None
+        The predicted class name of each item.
     scores : numpy.ndarray
         int32 ``[N, n_classes]`` raw sums of the last layer, as the accelerator returns them.
     affine_scores : numpy.ndarray
-        float64 ``[N, n_classes]``, ``k * scores + h`` (docs/FORMAT.md section 7).
+        float64 ``[N, n_classes]``, ``k * scores + h`` (docs/FORMAT.md section 7): the
+        network's logits, not probabilities.
     timings : dict
         Seconds spent per stage for the whole call: the keys of :data:`STAGES` plus ``total``.
     errors : list of ImageError or None
@@ -118,8 +175,8 @@ class ClassifyResult:
     """
 
     sources: List[str]
-    labels: np.ndarray
-    class_names: List[Optional[str]]
+    indices: np.ndarray
+    names: List[Optional[str]]
     scores: np.ndarray
     affine_scores: np.ndarray
     timings: Dict[str, float]
@@ -137,10 +194,38 @@ class ClassifyResult:
         err = self.errors[i] if self.errors else None
         if err is not None:
             return Prediction(self.sources[i], error=err)
-        idx = int(self.labels[i])
-        return Prediction(self.sources[i], idx, self.class_names[i],
+        idx = int(self.indices[i])
+        return Prediction(self.sources[i], idx, self.names[i],
                           float(self.affine_scores[i, idx]), self.affine_scores[i],
                           self.scores[i], None)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Deprecated alias of :attr:`indices` (class indices)."""
+        _deprecated("ClassifyResult.labels", "ClassifyResult.indices")
+        return self.indices
+
+    @property
+    def class_names(self) -> List[Optional[str]]:
+        """Deprecated alias of :attr:`names` (the predicted name per item; the model's class
+        list is ``Classifier.class_names``)."""
+        _deprecated("ClassifyResult.class_names", "ClassifyResult.names")
+        return self.names
+
+    def top_k(self, k: int) -> "tuple[np.ndarray, np.ndarray]":
+        """The ``k`` best classes of every item, best first.
+
+        Returns
+        -------
+        indices : numpy.ndarray
+            int64 ``[N, min(k, n_classes)]`` class indices (-1 in failed rows).
+        scores : numpy.ndarray
+            float64, same shape: their affine scores (NaN in failed rows).
+        """
+        order = _top_order(np.nan_to_num(self.affine_scores, nan=-np.inf), k)
+        scores = np.take_along_axis(self.affine_scores, order, axis=1)
+        order[~self.ok] = -1
+        return order, scores
 
     @property
     def ok(self) -> np.ndarray:
@@ -156,9 +241,61 @@ class ClassifyResult:
     def top_scores(self) -> np.ndarray:
         """float64 ``[N]``: the affine score of the chosen class (NaN for failed items)."""
         out = np.full(len(self), np.nan)
-        good = self.labels >= 0
-        out[good] = self.affine_scores[np.flatnonzero(good), self.labels[good]]
+        good = self.indices >= 0
+        out[good] = self.affine_scores[np.flatnonzero(good), self.indices[good]]
         return out
+
+
+def _item_name(item, pos: int) -> str:
+    """A name for a list item that could not be loaded at all (as preprocess names them)."""
+    if isinstance(item, (str, bytes, os.PathLike)):
+        try:
+            return os.fsdecode(item)
+        except (TypeError, ValueError):
+            pass
+    return f"item #{pos}"
+
+
+def _load_each(items, size: int) -> List[LoadedItem]:
+    """:func:`load_items`, but an unexpected exception costs only the item that raised it.
+
+    load_items turns what it knows to be bad into a per-item ImageError; should anything else
+    escape it (a path with a NUL byte, a file object whose read raises...), the list is loaded
+    again item by item, so that the good items keep their results and the bad one gets an
+    ImageError naming it and the problem.
+    """
+    try:
+        return load_items(items, size)
+    except Exception as first:
+        if not isinstance(items, (list, tuple)):
+            if isinstance(first, ImageError):
+                raise
+            raise ImageError(f"{_item_name(items, 0)}: cannot be loaded "
+                             f"({type(first).__name__}: {first})") from first
+    out: List[LoadedItem] = []
+    for pos, item in enumerate(items):
+        try:
+            got = load_items([item], size)
+        except Exception as e:
+            name = _item_name(item, pos)
+            msg = str(e) if isinstance(e, ImageError) else \
+                f"{name}: cannot be loaded ({type(e).__name__}: {e})"
+            out.append(LoadedItem(name, error=ImageError(msg)))
+            continue
+        # a single-item list names arrays "array #0[j]"/"image #0"; restore the position
+        for it in got:
+            old, it.name = it.name, _renumber(it.name, pos)
+            if it.error is not None and old != it.name and str(it.error).startswith(old):
+                it.error = ImageError(it.name + str(it.error)[len(old):])
+        out.extend(got)
+    return out
+
+
+def _renumber(name: str, pos: int) -> str:
+    for prefix in ("array #0", "image #0", "file #0"):
+        if name == prefix or name.startswith(prefix + "["):
+            return f"{prefix[:-1]}{pos}{name[len(prefix):]}"
+    return name
 
 
 def _load_model(model) -> "tuple[Params, Optional[str]]":
@@ -313,7 +450,9 @@ class Classifier:
             "checksum": self.checksum,
             "network": self.network.to_dict(),
             "class_names": list(self.class_names),
-            "backend": self.backend.describe(),
+            # why this backend: "auto: pynq is not installed", "backend 'cpu' requested"...
+            "backend": dict(self.backend.describe(),
+                            reason=getattr(self.backend, "reason", None)),
         }
 
     # ------------------------------------------------------------------ classification
@@ -367,14 +506,14 @@ class Classifier:
             timings.update(t)
         t0 = time.perf_counter()
         affine = np.full((n, n_classes), np.nan)
-        labels = np.full(n, -1, dtype=np.int64)
+        indices = np.full(n, -1, dtype=np.int64)
         if len(rows):
             affine[rows] = reference.affine_scores(self.params, ints[rows])
-            labels[rows] = reference.predict(self.params, ints[rows])
-        names_out = [self.class_names[int(k)] if k >= 0 else None for k in labels]
+            indices[rows] = reference.predict(self.params, ints[rows])
+        names_out = [self.class_names[int(k)] if k >= 0 else None for k in indices]
         timings["post"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - t_start
-        return ClassifyResult(list(names), labels, names_out, ints, affine, timings, errors,
+        return ClassifyResult(list(names), indices, names_out, ints, affine, timings, errors,
                               self._backend.name if self._backend is not None else "")
 
     def classify(self, x) -> ClassifyResult:
@@ -408,7 +547,7 @@ class Classifier:
         """
         self.open()
         t_start = time.perf_counter()
-        loaded: List[LoadedItem] = load_items(items, self.image_size)
+        loaded = _load_each(items, self.image_size)
         good = [it for it in loaded if it.error is None]
         s = self.image_size
         images = np.stack([it.image for it in good]) if good else np.zeros((0, s, s, 3), np.uint8)

@@ -186,12 +186,12 @@ def cmd_classify(args) -> int:
                     if not p.ok:
                         _err(str(p.error))
                     elif args.json:
-                        records.append({"path": p.source, "label": p.label, "index": p.index,
+                        records.append({"path": p.source, "label": p.name, "index": p.index,
                                         "score": _finite(p.score),
                                         "scores": [_finite(v) for v in p.scores],
                                         "int_scores": [int(v) for v in p.int_scores]})
                     else:
-                        _out(f"{p.source}: {p.label} {p.score:.4f}")
+                        _out(f"{p.source}: {p.name} {p.score:.4f}")
                 sys.stdout.flush()
     finally:
         if args.json and records is not None:  # also when a later chunk fails: keep what we have
@@ -267,7 +267,7 @@ def cmd_eval(args) -> int:
         try:
             for i in range(0, n, args.batch):
                 r = clf.classify(x[i:i + args.batch])
-                np.add.at(confusion, (y[i:i + args.batch], r.labels), 1)
+                np.add.at(confusion, (y[i:i + args.batch], r.indices), 1)
                 for k in stages:
                     stages[k] += r.timings.get(k, 0.0)
                 progress.update(min(i + args.batch, n))
