@@ -1,18 +1,19 @@
 """Packaging: what the sdist and the wheel carry, and that the wheel installs off-board.
 
 The build goes the way a user's does: ``python setup.py sdist`` (so MANIFEST.in is exercised,
-egg-info written outside the source tree), then ``pip wheel --no-build-isolation`` from that
-sdist (offline: this interpreter's setuptools, and a clean unpacked tree, so stale ``build/``
-files cannot leak into the wheel). The wheel is then installed into a fresh venv without system
-site packages (numpy and Pillow come from PyPI or pip's cache; that test is skipped when neither
-can be reached) and ``import pynq_bnn`` and the ``pynq-bnn`` console script run there, with no
-pynq installed. The build tests are skipped where this interpreter's setuptools cannot build a
-wheel offline (setuptools < 70.1 without ``wheel``, e.g. tools/test.sh's pynq venv): the main
-environment's run covers them.
+egg-info written outside the source tree; the metadata comes from pyproject.toml), then
+``pip wheel --no-build-isolation`` from that sdist (PEP 517 through pyproject.toml's
+setuptools backend; offline: this interpreter's setuptools, and a clean unpacked tree, so stale
+``build/`` files cannot leak into the wheel). The wheel is then installed into a fresh venv
+without system site packages (numpy and Pillow come from PyPI or pip's cache; that test is
+skipped when neither can be reached) and ``import pynq_bnn`` and the ``pynq-bnn`` console
+script run there, with no pynq installed. The build tests are skipped where this interpreter's
+setuptools cannot build a wheel offline (setuptools < 70.1 without ``wheel``, e.g. tools/test.sh's
+pynq venv): the main environment's run covers them.
 
 About 20-40 s on the 2-core CI machine (up to ~60 s while a training job shares it), most
-of it the venv install (numpy from PyPI or the pip cache). Deselect with
-``-k "not packaging"`` when iterating on something else.
+of it the venv install (numpy from PyPI or the pip cache): marked ``slow`` (the quick loop,
+``-m "not slow"``, leaves it out), except the checks of the tree itself.
 """
 from __future__ import annotations
 
@@ -142,6 +143,11 @@ def test_setup_py_does_not_import_pynq_or_read_board():
         src = f.read()
     assert not re.search(r"^\s*(import|from)\s+pynq(utils)?\b", src, re.M)
     assert not re.search(r"(environ|getenv)[^\n]*BOARD", src)
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        build_system = f.read().split("\n[build-system]\n")[1].split("\n[")[0]
+    requires = re.search(r"^requires\s*=\s*\[(.*?)\]", build_system, re.M | re.S)
+    assert requires and "setuptools" in requires.group(1), build_system
+    assert "pynq" not in requires.group(1).lower(), "pynq must not be a build requirement"
 
 
 # ----------------------------------------------------------------------------- sdist and wheel
@@ -161,6 +167,8 @@ def dist(tmp_path_factory):
     r = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
               "--disable-pip-version-check", sdists[0], "-w", str(out / "wheel")], cwd=str(out))
     assert r.returncode == 0, r.stdout[-3000:]
+    # pyproject.toml's build-system: no "setup.py bdist_wheel"/"setup.py install" fallback
+    assert "DEPRECATION" not in r.stdout, r.stdout[-3000:]
     wheels = glob.glob(str(out / "wheel" / "*.whl"))
     assert len(wheels) == 1, wheels
     return sdists[0], wheels[0]
@@ -184,10 +192,12 @@ def wheel_meta(dist):
     return eps, meta
 
 
+@pytest.mark.slow
 def test_sdist_carries_the_sources(dist):
     with tarfile.open(dist[0]) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    expected = ["setup.py", "MANIFEST.in", "README.md", "notebooks/__init__.py"]
+    expected = ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE",
+                "notebooks/__init__.py"]
     expected += _package_modules()
     expected += _tree_files("notebooks", "*.ipynb")
     expected += _tree_files("pynq_bnn/samples") + _tree_files("pynq_bnn/models", "*.npz")
@@ -206,6 +216,7 @@ def test_sdist_carries_the_sources(dist):
     assert not bad, f"build products or checkpoints in the sdist: {bad}"
 
 
+@pytest.mark.slow
 def test_wheel_carries_the_package_and_its_data(wheel_names):
     names = wheel_names
     missing = [m for m in _package_modules() if m not in names]
@@ -230,20 +241,25 @@ def test_wheel_carries_the_package_and_its_data(wheel_names):
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
+@pytest.mark.slow
 def test_wheel_entry_points_and_requirements(wheel_meta, wheel_names):
     eps, meta = wheel_meta
     assert eps["pynq.notebooks"]["pynq-bnn"].strip() == "pynq_bnn.notebooks"
     assert eps["pynq.overlays"]["pynq-bnn"].strip() == "pynq_bnn.overlays"
     target = eps["console_scripts"]["pynq-bnn"].strip()
     assert target == "pynq_bnn.tools.cli:main"
-    if os.path.isfile(os.path.join(PKG, "cli.py")):
-        assert "pynq_bnn/tools/cli.py" in wheel_names
+    assert "pynq_bnn/tools/cli.py" in wheel_names
     requires = re.findall(r"^Requires-Dist: (.*)$", meta, re.M)
     unconditional = [r for r in requires if "extra ==" not in r]
     assert not [r for r in unconditional if re.match(r"pynq\b", r)], \
         "pynq must not be an unconditional requirement (board images bring their own)"
     assert any(r.startswith("numpy") for r in unconditional)
     assert any(r.lower().startswith("pillow") for r in unconditional)
+    # License-Expression (setuptools >= 77) or License (older; setup.py picks the field)
+    assert re.search(r"^License(-Expression)?: BSD-3-Clause$", meta, re.M), meta[:2000]
+    assert re.search(r"^Requires-Python: >=3\.8$", meta, re.M)
+    assert any(n.endswith(".dist-info/LICENSE") or n.endswith(".dist-info/licenses/LICENSE")
+               for n in wheel_names), "LICENSE missing from the wheel's dist-info"
 
 
 # ----------------------------------------------------------------------------- fresh venv
@@ -294,6 +310,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_wheel_imports_in_a_fresh_venv_without_pynq(venv, tmp_path):
     r = _run([os.path.join(venv, "python"), "-c", _PROBE], cwd=str(tmp_path), timeout=120)
     assert r.returncode == 0, r.stdout[-3000:]
@@ -310,7 +327,7 @@ def test_wheel_imports_in_a_fresh_venv_without_pynq(venv, tmp_path):
     assert ["pynq-bnn", "pynq_bnn.tools.cli:main"] in got["eps"]["console_scripts"]
 
 
-@pytest.mark.skipif(not os.path.isfile(os.path.join(PKG, "cli.py")), reason="no cli.py yet")
+@pytest.mark.slow
 def test_console_script_info_in_a_fresh_venv(venv, tmp_path):
     script = os.path.join(venv, "pynq-bnn")
     assert os.path.isfile(script), "console script pynq-bnn not installed"
