@@ -257,12 +257,14 @@ def test_absurd_shape_in_npy_header_is_refused_without_allocating(tmp_path, shap
 
     numpy.load on an npz entry allocates the declared array first (numpy/lib/format.py,
     read_array: ``numpy.ndarray(count, dtype)`` for non-file objects), so the loader must
-    check the header against the entry's size itself (pynq_bnn.spec.params._check_npy_header).
+    check the header against the entry's size itself (pynq_bnn.spec.params._Archive.read).
     """
     arrays = _arrays_of(_saved_bytes(str(tmp_path), PARAMS))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for k, a in arrays.items():
+            if k == "fc1.weights":
+                continue
             b = io.BytesIO()
             np.save(b, a)
             z.writestr(k + ".npy", b.getvalue())

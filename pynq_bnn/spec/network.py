@@ -11,12 +11,22 @@ import functools
 from dataclasses import dataclass
 from typing import Tuple
 
+from ..errors import NetworkError
+
 WORD_BITS = 64
 LAYER1_INPUT_CHANNELS = 3
 
-
-class NetworkError(ValueError):
-    """A topology that pynq-bnn cannot represent."""
+# --- limits every backend enforces (docs/RELIABILITY.md, "Limits") ----------------------------
+# Checked when a Network is built, so a model file is refused by load_params before anything
+# is sized from it (a 10 KB file must not cost gigabytes on the CPU). The accelerated backends
+# apply the kernel's own, narrower compile-time limits (spec/abi.py) on top.
+MAX_IMAGE_SIZE = 256          # input side in pixels (CIFAR-10: 32)
+MAX_LAYERS = 32               # convs + dense layers, conv1 and the last included (full: 9)
+MAX_CHANNELS = 4096           # any conv channel count or dense width (full: 1024)
+MAX_MAP_VALUES = 1 << 19      # values of one image's largest conv output, H*W*C (full: 131,072);
+                              # what a backend allocates per image scales with it
+MAX_WEIGHT_BITS = 1 << 27     # binary weights of all layers, 16 MiB packed (full: 14.0 M bits)
+MAX_OPS_PER_IMAGE = 1 << 33   # multiply-accumulates per image (full: 0.62 G)
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,31 @@ class Network:
                 size //= 2
         if size < 1:
             raise NetworkError("feature map vanishes")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """The package-wide limits above (the structure checks have passed)."""
+        if not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise NetworkError(f"image_size {self.image_size} outside 1..{MAX_IMAGE_SIZE}")
+        n = len(self.conv_channels) + len(self.fc_units) + 1
+        if n > MAX_LAYERS:
+            raise NetworkError(f"{n} layers (conv_channels + fc_units + the last) > {MAX_LAYERS}")
+        for key, values in (("conv_channels", self.conv_channels), ("fc_units", self.fc_units)):
+            big = [c for c in values if c > MAX_CHANNELS]
+            if big:
+                raise NetworkError(f"{key}: {big[0]} channels > {MAX_CHANNELS}")
+        for layer in self.layers:
+            if layer.kind != "dense":
+                values = layer.in_size * layer.in_size * layer.out_channels
+                if values > MAX_MAP_VALUES:
+                    raise NetworkError(
+                        f"{layer.name}: output map {layer.in_size} x {layer.in_size} x "
+                        f"{layer.out_channels} = {values} values per image > {MAX_MAP_VALUES}")
+        if self.binary_weight_bits > MAX_WEIGHT_BITS:
+            raise NetworkError(f"{self.binary_weight_bits} binary weight bits > {MAX_WEIGHT_BITS}")
+        if self.ops_per_image > MAX_OPS_PER_IMAGE:
+            raise NetworkError(f"{self.ops_per_image} multiply-accumulates per image > "
+                               f"{MAX_OPS_PER_IMAGE}")
 
     @functools.cached_property   # hot: the driver and backends ask per batch; the instance
     def layers(self) -> Tuple[Layer, ...]:   # is frozen, so the tuple never goes stale
@@ -177,6 +212,18 @@ class Network:
         """uint64 words of the packed layer-1 output of one image (the kernel's input)."""
         l1 = self.first_layer
         return l1.out_size * l1.out_size * l1.out_channels // WORD_BITS
+
+    @property
+    def ops_per_image(self) -> int:
+        """Multiply-accumulates of one image over all layers (the work limit's measure)."""
+        total = 0
+        for layer in self.layers:
+            if layer.kind == "dense":
+                total += layer.in_channels * layer.out_channels
+            else:
+                cin = 27 if layer.kind == "conv1" else 9 * layer.in_channels
+                total += layer.in_size * layer.in_size * layer.out_channels * cin
+        return total
 
     @property
     def binary_weight_bits(self) -> int:
