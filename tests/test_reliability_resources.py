@@ -69,7 +69,7 @@ def test_ten_thousand_classifications_keep_buffers_and_memory_flat():
         burst(0, warm)                      # caches, lazy imports, allocator high-water marks
         log.clear()
         gc.collect()
-        objects0, rss0, next0 = len(gc.get_objects()), _rss_bytes(), memory._next
+        objects0, rss0, allocs0 = len(gc.get_objects()), _rss_bytes(), memory.allocations
         t0 = time.perf_counter()
         burst(warm, SOAK - warm - traced_calls)
         tracemalloc.start()
@@ -86,9 +86,8 @@ def test_ten_thousand_classifications_keep_buffers_and_memory_flat():
         objects = len(gc.get_objects()) - objects0
         rss_growth = _rss_bytes() - rss0
         assert memory.live_allocations == STEADY_BUFFERS
-        # The same buffers all along: the simulated bump allocator never reuses an address,
-        # so any allocation (even one freed again) would have moved its next address.
-        assert memory._next == next0, "buffers were allocated during the soak"
+        # The same buffers all along: SimMemory counts every allocate() (even one freed again).
+        assert memory.allocations == allocs0, "buffers were allocated during the soak"
         assert objects < 200, f"{objects} more Python objects after {SOAK - warm} calls"
         # A leak of even 64 bytes per call would show here.
         assert growth < 64 * traced_calls, f"{growth} bytes more after {traced_calls} calls: {top}"
@@ -196,8 +195,8 @@ def test_failed_classifier_open_closes_its_backend(monkeypatch):
     opened = []
     real = accelerated.open_mock
 
-    def spy(**kw):
-        opened.append(real(**kw))
+    def spy(*args, **kw):
+        opened.append(real(*args, **kw))
         return opened[-1]
     monkeypatch.setattr(accelerated, "open_mock", spy)
     c = Classifier(PARAMS, backend="mock", kernel="reference", faults={"wrong_id": 7})
@@ -281,11 +280,11 @@ def test_repeated_faults_and_recoveries_accumulate_nothing():
                 be.log.clear()
         rounds(10)
         gc.collect()
-        next0, objects0 = memory._next, len(gc.get_objects())
+        allocs0, objects0 = memory.allocations, len(gc.get_objects())
         rounds(100)
         np.testing.assert_array_equal(c.classify(IMAGES).scores, EXPECTED)
         be.log.clear()
         gc.collect()
-        assert memory.live_allocations == STEADY_BUFFERS and memory._next == next0
+        assert memory.live_allocations == STEADY_BUFFERS and memory.allocations == allocs0
         assert len(gc.get_objects()) - objects0 < 100
     assert memory.live_allocations == 0

@@ -15,14 +15,17 @@ pynq-bnn processes, not a foreign program that loads an overlay.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
 from typing import Optional
 
 from ...errors import HardwareError
+from ...files import check_fd, file_kind
 
 try:
     import fcntl
@@ -41,20 +44,42 @@ def lock_path(key: str, directory: Optional[str] = None) -> str:
     return os.path.join(directory, f"pynq-bnn-{safe}.lock")
 
 
+# Never follow a link planted at the path, never wait for a FIFO's other end.
+_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+HOLDER_MAX_BYTES = 4096  # what is read of the holder's note
+
+
+def _refuse_special(path: str) -> None:
+    """A lock path that exists as anything but a regular file (a FIFO, a symlink, a socket, a
+    directory, a device) is refused before it is opened: opening a FIFO could block."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise HardwareError(f"cannot stat the board lock {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise HardwareError(f"cannot open the board lock {path}: it is {file_kind(st.st_mode)}, "
+                            f"not a regular file; remove it or set ${LOCK_DIR_ENV} to another "
+                            "directory")
+
+
 def _open(path: str):
     """(fd, writable) for the lock file, created world-writable if it does not exist.
 
     An existing file is opened without O_CREAT first: with ``fs.protected_regular`` (the
     default on many distributions) O_CREAT on another user's file in a sticky /tmp fails
     even when its mode allows writing. A file we may not write is still lockable read-only.
+    The path is checked to be a regular file before the open and the descriptor after it
+    (the path may be swapped in between); O_NONBLOCK keeps either open from waiting.
     """
-    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
     for _ in range(3):
+        _refuse_special(path)
         try:
-            return os.open(path, flags), True
+            return os.open(path, os.O_RDWR | _FLAGS), True
         except FileNotFoundError:
             try:
-                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = os.open(path, os.O_RDWR | _FLAGS | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
                 continue  # created by someone else meanwhile: open theirs
             try:
@@ -63,15 +88,14 @@ def _open(path: str):
                 pass
             return fd, True
         except PermissionError:
-            ro = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-            return os.open(path, ro), False
+            return os.open(path, os.O_RDONLY | _FLAGS), False
     raise HardwareError(f"cannot create the lock file {path}")
 
 
-def _holder(path: str) -> str:
+def _holder(fd: int) -> str:
+    """The holder's note, read from our own descriptor (never by opening the path again)."""
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
-            return f.read(4096)
+        return os.pread(fd, HOLDER_MAX_BYTES, 0).decode("utf-8", "replace")
     except OSError:
         return ""
 
@@ -113,6 +137,9 @@ class OverlayLock:
             "overlay in use by pid N": another process (or another open backend of this
             process) holds it; the message names the holder and the lock file.
         """
+        timeout = float(timeout)
+        if not math.isfinite(timeout):
+            raise ValueError(f"lock_timeout={timeout}: must be a finite number of seconds")
         if self.held or fcntl is None:
             return self
         try:
@@ -120,7 +147,12 @@ class OverlayLock:
         except OSError as e:
             raise HardwareError(f"cannot open the board lock {self.path}: "
                                 f"{e.strerror or e}") from None
-        deadline = time.monotonic() + max(0.0, float(timeout))
+        try:
+            check_fd(fd, self.path, "board lock", error=HardwareError)
+        except HardwareError:
+            os.close(fd)
+            raise
+        deadline = time.monotonic() + max(0.0, timeout)
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -130,8 +162,11 @@ class OverlayLock:
                     os.close(fd)
                     raise HardwareError(f"cannot lock {self.path}: {e.strerror or e}") from None
                 if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise HardwareError(self._in_use_message()) from None
+                    try:
+                        message = self._in_use_message(fd)
+                    finally:
+                        os.close(fd)
+                    raise HardwareError(message) from None
                 time.sleep(0.05)
         self._fd, self._owner_pid = fd, os.getpid()
         if writable:
@@ -147,8 +182,8 @@ class OverlayLock:
                 pass  # the lock is what matters; the note is a courtesy
         return self
 
-    def _in_use_message(self) -> str:
-        lines = _holder(self.path).splitlines()
+    def _in_use_message(self, fd: int) -> str:
+        lines = _holder(fd).splitlines()
         pid = lines[0].strip() if lines and lines[0].strip().isdigit() else None
         if pid is None:
             who = "another process (pid unknown)"

@@ -7,8 +7,11 @@ same faults, the same register log and the same checks apply to both.
 
 What is modelled, and why
 -------------------------
-* **Memory.** A sparse physical address space with a bump allocator (never reuses an address,
-  counts live allocations for leak tests). Each allocation keeps the *device* (DDR) copy of its
+* **Memory.** A sparse physical address space with a next-fit allocator over a coalescing free
+  list: addresses keep increasing until the space is used up, then freed ranges are reused
+  from the bottom again, so a stale pointer to a freed buffer stays a bus error for as long as
+  possible and a long run never runs out (live allocations are counted for leak tests). Each
+  allocation keeps the *device* (DDR) copy of its
   bytes; the host copy is the numpy array the driver holds. Only ``flush`` (host -> DDR) and
   ``invalidate`` (DDR -> host) move bytes between them, so a driver that forgets either gets
   wrong data, as it would with a cached buffer on the board (fresh DDR reads as 0xA5 bytes,
@@ -25,18 +28,22 @@ What is modelled, and why
   invalidate *before* done reads stale data). A malformed image or an address outside every
   allocation is a bus error: the run completes without writing scores, and it is logged.
 * **Faults** (:class:`Faults`): never done, wrong ABI id, corrupted output, latency.
+* **Plug-ins.** ``SimBnnKernel(compute=..., latency=...)`` (or the attributes of the same names)
+  replace what a start computes and how long it takes, e.g. for benchmarks: see
+  :class:`KernelStart`.
 * **Recording** (:class:`SimLog`): every register access, start, completion, flush,
   invalidate, allocation and free, in order; protocol violations (start while busy, start
   before every pointer was written, argument writes while running) are collected separately.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Deque, Iterable, List, Optional, Tuple
+from typing import Callable, Deque, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -46,7 +53,7 @@ from ...errors import BackendUnavailable, SimBusError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MEM_BASE = 0x8_1000_0000   # above 4 GiB on purpose: the high pointer word matters
-DEFAULT_MEM_SIZE = 1 << 32         # address space the bump allocator may hand out
+DEFAULT_MEM_SIZE = 1 << 32         # address space the allocator may hand out
 PAGE = 4096
 UNINITIALISED = 0xA5              # byte value of simulated DDR never written
 
@@ -146,50 +153,99 @@ class SimAllocation:
 
 
 class SimMemory:
-    """A sparse simulated physical address space with a bump allocator.
+    """A sparse simulated physical address space.
+
+    Allocation is next-fit over a coalescing free list: each allocation starts at the first
+    free range at or after the end of the previous one, wrapping round to ``base`` when the
+    top is reached. So addresses are fresh (a stale pointer to a freed buffer is a bus error)
+    until the whole space has been handed out once, and freed ranges are then reused, so any
+    number of load/close cycles fit as long as the *live* bytes do.
 
     Parameters
     ----------
     base : int
         First address handed out (default above 4 GiB, see the module docstring).
-    size : int
-        Bytes of address space available; allocation beyond it raises MemoryError.
+    size : int, optional
+        Bytes of address space (default :data:`DEFAULT_MEM_SIZE`); an allocation that fits in
+        no free range raises MemoryError.
     log : SimLog, optional
         Where flushes, invalidates, allocations and frees are recorded.
     """
 
-    def __init__(self, base: int = DEFAULT_MEM_BASE, size: int = DEFAULT_MEM_SIZE,
+    def __init__(self, base: int = DEFAULT_MEM_BASE, size: Optional[int] = None,
                  log: Optional[SimLog] = None):
         self.base = int(base)
-        self.size = int(size)
+        self.size = int(DEFAULT_MEM_SIZE if size is None else size)
         self.log = log if log is not None else SimLog()
-        self._next = self.base
+        self._next = self.base                  # next-fit cursor
+        self._free_starts: List[int] = [self.base]   # sorted, disjoint, coalesced ranges
+        self._free_ends: List[int] = [self.base + self.size]
         self._allocs: List[SimAllocation] = []
+        self.allocations = 0                    # allocate() calls so far (leak tests)
         self._lock = threading.Lock()
 
     # allocation ---------------------------------------------------------------------------
+    def _take(self, span: int) -> int:
+        """Carve ``span`` bytes out of the free list, next-fit from the cursor."""
+        starts, ends = self._free_starts, self._free_ends
+        i = bisect.bisect_right(ends, self._next)      # first range ending after the cursor
+        # above the cursor first, then (wrapped round) from the bottom
+        order = [(j, max(starts[j], self._next)) for j in range(i, len(starts))]
+        order += [(j, starts[j]) for j in range(0, min(i + 1, len(starts)))]
+        for j, address in order:
+            if ends[j] - address >= span:
+                break
+        else:
+            raise MemoryError(f"simulated memory exhausted: no free range of {span} bytes "
+                              f"({self.live_bytes} of {self.size} bytes live)")
+        s, e = starts[j], ends[j]
+        pieces = [(a, b) for a, b in ((s, address), (address + span, e)) if b > a]
+        starts[j:j + 1] = [a for a, _ in pieces]
+        ends[j:j + 1] = [b for _, b in pieces]
+        self._next = address + span
+        return address
+
+    def _give_back(self, address: int, span: int) -> None:
+        starts, ends = self._free_starts, self._free_ends
+        end = address + span
+        j = bisect.bisect_left(starts, address)
+        if j > 0 and ends[j - 1] == address:          # joins the range below
+            j -= 1
+            address = starts[j]
+            del starts[j], ends[j]
+        if j < len(starts) and starts[j] == end:       # joins the range above
+            end = ends[j]
+            del starts[j], ends[j]
+        starts.insert(j, address)
+        ends.insert(j, end)
+
     def allocate(self, nbytes: int) -> SimAllocation:
         """Reserve ``nbytes`` (page aligned); the DDR copy starts as 0xA5 bytes (garbage)."""
         nbytes = max(int(nbytes), 1)
+        span = -(-nbytes // PAGE) * PAGE
         with self._lock:
-            address = self._next
-            end = address + -(-nbytes // PAGE) * PAGE
-            if end > self.base + self.size:
-                raise MemoryError(f"simulated memory exhausted ({self.size} bytes)")
-            self._next = end
+            address = self._take(span)
             alloc = SimAllocation(address, nbytes)
             self._allocs.append(alloc)
+            self.allocations += 1
         self.log.record("alloc", address, nbytes)
         return alloc
 
     def free(self, alloc: SimAllocation) -> None:
-        """Release an allocation (idempotent)."""
+        """Release an allocation (idempotent); its range becomes free again."""
         with self._lock:
             if not alloc.live:
                 return
             alloc.live = False
             self._allocs.remove(alloc)
+            self._give_back(alloc.address, -(-alloc.nbytes // PAGE) * PAGE)
         self.log.record("free", alloc.address)
+
+    @property
+    def free_ranges(self) -> List[Tuple[int, int]]:
+        """(start, end) of every free range, ascending (coalesced: never two adjacent)."""
+        with self._lock:
+            return list(zip(self._free_starts, self._free_ends))
 
     @property
     def live_allocations(self) -> int:
@@ -325,6 +381,34 @@ def resolve_kernel(kernel: str = "auto"):
     return "numpy reference", None
 
 
+@dataclass(frozen=True)
+class KernelStart:
+    """What one start of the simulated kernel works on, as a plug-in sees it.
+
+    Attributes
+    ----------
+    n_images : int
+        The ``n_images`` register (at least 1: probes, ``n_images=0``, never reach a plug-in).
+    model : abi.KernelModel
+        The parameter image read from simulated DDR at the ``params`` pointer and parsed
+        (``network``, ``layers``, ``abi_id``); a malformed image is a bus error before any
+        plug-in runs.
+    inputs : numpy.ndarray
+        ``uint64[n_images, network.input_words_per_image]``, a copy of simulated DDR at the
+        ``input`` pointer, snapshotted at AP_START (so a missing flush shows as 0xA5 garbage).
+    """
+
+    n_images: int
+    model: "abi.KernelModel"
+    inputs: np.ndarray
+
+
+#: ``compute(start) -> int32[n_images, n_classes]`` scores, or None to write nothing.
+ComputeFn = Callable[[KernelStart], Optional[np.ndarray]]
+#: Seconds from AP_START to AP_DONE: a number, or ``latency(start) -> seconds``.
+LatencySpec = Union[float, Callable[[KernelStart], float], None]
+
+
 class _ReferenceKernel:
     """The numpy reference behind the same ``binary_scores(packed)`` call as the engine."""
 
@@ -346,16 +430,43 @@ class SimBnnKernel:
         Injected faults (:class:`Faults`); kept in ``self.faults`` and changeable later.
     kernel : str
         "auto" (the HLS C library when built, else the native CPU engine, else the numpy
-        reference), "hls-lib", "engine", "reference".
+        reference), "hls-lib", "engine", "reference". Ignored when ``compute`` is given.
+    compute : callable, optional
+        A plug-in that computes the scores of every start in place of the built-in kernels:
+        ``compute(start: KernelStart) -> int32[n_images, n_classes]`` (or None: the run
+        completes without writing scores, as a kernel that skipped its output). The simulator
+        still reads the parameter image and the inputs from simulated DDR (so missing
+        flushes still show), writes the scores to DDR at completion, applies the faults and
+        logs an exception of the plug-in as a bus error (no scores written). Probes
+        (``n_images=0``) only report the ABI id and never call it.
+    latency : float or callable, optional
+        Simulated kernel time per start in seconds, or ``latency(start) -> seconds``. It is
+        added to ``faults.latency`` and ``faults.latency_per_image``; CTRL reads busy that
+        long (wall clock, nothing sleeps).
+
+    ``compute`` and ``latency`` are also attributes: setting them on a live kernel (for
+    instance ``backend.sim.compute = fn`` on the mock backend) takes effect at the next start.
+    ``host_seconds`` accumulates the host time the simulator itself spent executing starts
+    (reading DDR, parsing, computing), so a benchmark can subtract it.
     """
 
-    def __init__(self, memory: SimMemory, faults=None, kernel: str = "auto"):
+    def __init__(self, memory: SimMemory, faults=None, kernel: str = "auto",
+                 compute: Optional[ComputeFn] = None, latency: LatencySpec = None):
         self.memory = memory
         self.log = memory.log
         self.faults = Faults.coerce(faults)
-        self.kernel, self._lib = resolve_kernel(kernel)
+        if compute is not None and not callable(compute):
+            raise TypeError(f"compute must be callable, got {type(compute).__name__}")
+        self.compute = compute
+        self.latency = latency
+        if compute is None:
+            self.kernel, self._lib = resolve_kernel(kernel)
+        else:
+            self.kernel, self._lib = "plug-in", None
         self._engine = None         # (parameter image it was built from, Engine)
+        self._parsed = None         # (parameter image, KernelModel): parse once per model
         self.starts = 0
+        self.host_seconds = 0.0
         self.reset()
 
     # state --------------------------------------------------------------------------------
@@ -374,6 +485,7 @@ class SimBnnKernel:
         self._abi_vld = False
         self._done_at = 0.0
         self._pending = None
+        self._last_start = None
         self._run_n = 0
         self.log.record("reset")
 
@@ -471,11 +583,34 @@ class SimBnnKernel:
         if self.faults.never_done:
             self._state = "hung"
             return
-        self._pending = self._execute(n)
+        t0 = time.perf_counter()
+        self._last_start = None
+        try:
+            self._pending = self._execute(n)
+        finally:
+            self.host_seconds += time.perf_counter() - t0
         self._state = "running"
         self._done_at = time.monotonic() + max(
-            0.0, float(self.faults.latency) + n * float(self.faults.latency_per_image))
+            0.0, float(self.faults.latency) + n * float(self.faults.latency_per_image)
+            + self._plugin_latency())
         self._advance()
+
+    def _plugin_latency(self) -> float:
+        spec, start = self.latency, self._last_start
+        if spec is None:
+            return 0.0
+        if callable(spec):
+            if start is None:      # a probe or a failed start: nothing was computed
+                return 0.0
+            try:
+                seconds = float(spec(start))
+            except Exception as e:
+                self.log.errors.append(f"start {self.starts}: latency plug-in failed "
+                                       f"({type(e).__name__}: {e}); no latency added")
+                return 0.0
+        else:
+            seconds = float(spec)
+        return seconds if seconds == seconds else 0.0   # NaN: none
 
     def _cpu_kernel(self, words: np.ndarray, model):
         """What computes the scores off the HLS library: the native engine (rebuilt only when
@@ -488,13 +623,19 @@ class SimBnnKernel:
             self._engine = (words.copy(), Engine(model))
         return self._engine[1]
 
+    def _parse(self, words: np.ndarray):
+        """The parameter image parsed, reusing the last parse while the image is unchanged."""
+        if self._parsed is None or not np.array_equal(self._parsed[0], words):
+            self._parsed = (words.copy(), abi.parse_param_image(words))
+        return self._parsed[1]
+
     def _execute(self, n: int):
         """Run the kernel on the DDR snapshot; return (abi_id, scores address, scores or None)."""
         abi_id = abi.ABI_ID
         params_addr = self._pointer(*_POINTER_PAIRS[0])
         input_addr = self._pointer(*_POINTER_PAIRS[1])
         scores_addr = self._pointer(*_POINTER_PAIRS[2])
-        if n == 0 and self._lib is None:
+        if n == 0 and (self._lib is None or self.compute is not None):
             return abi_id, scores_addr, None     # a probe: only the ABI id is reported
         try:
             header = self.memory.read(params_addr, 16).view(np.uint64)
@@ -502,13 +643,24 @@ class SimBnnKernel:
             if not abi.DATA_BASE <= total <= 1 << 24:
                 raise abi.AbiError(f"parameter image header says {total} words")
             words = self.memory.read(params_addr, 8 * total).view(np.uint64)
-            model = abi.parse_param_image(words)
+            model = self._parse(words)
             net = model.network
             per_image = net.input_words_per_image
             inputs = self.memory.read(input_addr, 8 * n * per_image).view(np.uint64)
             inputs = inputs.reshape(n, per_image)
             scores = np.zeros((n, net.n_classes), dtype=np.int32)
-            if self._lib is not None:
+            if self.compute is not None:
+                start = KernelStart(n, model, inputs)
+                self._last_start = start
+                out = self.compute(start)
+                if out is None:
+                    return abi_id, scores_addr, None
+                out = np.asarray(out)
+                if out.shape != scores.shape or out.dtype.kind not in "iu":
+                    raise TypeError(f"compute plug-in returned {out.dtype} {out.shape}, "
+                                    f"expected int32 {scores.shape}")
+                scores[:] = out
+            elif self._lib is not None:
                 abi_id = int(self._lib.run(words, inputs.reshape(-1), scores.reshape(-1), n))
                 if getattr(self._lib, "last_status", "ok") == "refused":
                     raise abi.AbiError("the HLS kernel refused the parameter image")
