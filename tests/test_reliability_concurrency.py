@@ -82,7 +82,8 @@ def test_threads_sharing_a_classifier_each_get_their_own_result(options):
                 assert list(r.indices) == list(reference.predict(PARAMS, expected[t][idx]))
         _run_threads(worker, THREADS)
         assert be.log.violations == []          # never a start while busy, never a mid-run write
-        assert be.memory.live_allocations == 3
+        sets = sum(s is not None for s in be.accelerator._slots)   # one or two (input, scores)
+        assert be.memory.live_allocations == 1 + 2 * sets          # plus the parameters
 
 
 @pytest.mark.parametrize("backend", ["cpu", "mock"])
@@ -115,8 +116,8 @@ def test_concurrent_first_use_opens_one_backend(monkeypatch):
     opened = []
     real = accelerated.open_mock
 
-    def slow_open(**kw):
-        be = real(**kw)
+    def slow_open(*args, **kw):
+        be = real(*args, **kw)
         opened.append(be)
         time.sleep(0.2)          # a real overlay download takes about a second
         return be

@@ -37,8 +37,8 @@ def spy_backends(monkeypatch):
     opened = []
     real = accelerated.open_mock
 
-    def spy(**kw):
-        be = real(**kw)
+    def spy(*args, **kw):
+        be = real(*args, **kw)
         opened.append(be)
         return be
     monkeypatch.setattr(accelerated, "open_mock", spy)

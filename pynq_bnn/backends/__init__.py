@@ -9,11 +9,13 @@
         be.describe()                     # for `pynq-bnn info`
 
 * ``pynq``: the board (pynq.Overlay, BnnKernelIP bound by VLNV, pynq.allocate).
-  Options: overlay, board, device, download, ignore_version, reset_timeout, and the driver's
-  max_batch, timeout, use_interrupt.
-* ``mock``: the accelerator simulated at register level (pynq_bnn.backends.sim.kernel), same driver.
-  Options: faults, kernel, interrupt, board, mem_base, via_pynq, and the driver's.
-* ``cpu``: no FPGA (numpy reference for now, the native engine later). Ignores options.
+  Options: :class:`~.options.PynqOptions` (overlay, board, device, download, ignore_version,
+  reset_timeout, lock, lock_timeout, and the driver's max_batch, timeout, use_interrupt).
+* ``mock``: the accelerator simulated at register level (pynq_bnn.backends.sim), same driver.
+  Options: :class:`~.options.MockOptions` (kernel, faults, interrupt, board, mem_base, lock,
+  via_pynq, overlay, and the driver's).
+* ``cpu``: no FPGA: the native XNOR-popcount engine, else the numpy reference. Options:
+  :class:`~.options.CpuOptions` (engine, max_batch); the other backends' options are ignored.
 * ``auto``: pynq on a PYNQ board with an installed (or given) bitstream, else cpu; the choice
   and the reason are logged, and kept as ``backend.reason`` (every backend open_backend
   returns has one, e.g. ``"auto: pynq is not installed"`` or ``"backend 'cpu' requested"``).
@@ -29,13 +31,15 @@ import warnings
 from typing import List, Optional, Tuple
 
 from ..errors import BackendUnavailable, HardwareError
-from .base import Backend, Hardware
+from .base import Backend, Hardware, Submission, SubmissionState
+from .options import CpuOptions, MockOptions, PynqOptions, options_for
 
 logger = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("pynq", "mock", "cpu")
 
 __all__ = ["open_backend", "available_backends", "board_status", "Backend", "Hardware",
+           "Submission", "SubmissionState", "PynqOptions", "MockOptions", "CpuOptions",
            "BACKEND_NAMES"]
 
 
@@ -75,15 +79,17 @@ def available_backends() -> List[str]:
     return (["pynq"] if ok else []) + ["cpu", "mock"]
 
 
-def open_backend(name: str = "auto", **options) -> Backend:
+def open_backend(name: str = "auto", options=None, **kwargs) -> Backend:
     """Open a backend by name.
 
     Parameters
     ----------
     name : str
         "auto", "pynq", "mock" or "cpu".
-    **options
-        Backend options (see the module docstring), e.g. ``overlay=path``,
+    options : PynqOptions, MockOptions or CpuOptions, optional
+        The backend's options as a config object (then no keyword options).
+    **kwargs
+        Or the same options as keywords (see the module docstring), e.g. ``overlay=path``,
         ``max_batch=64``, ``timeout=10.0``, ``faults={"latency": 0.01}``.
 
     Returns
@@ -95,30 +101,44 @@ def open_backend(name: str = "auto", **options) -> Backend:
     ------
     BackendUnavailable
         Unknown name, or the backend cannot run here (no pynq, no board, no bitstream).
-    HardwareError
-        The overlay loaded but its IP or register map is not what this pynq-bnn drives.
+    TypeError
+        An option the backend does not take (the message lists the ones it does).
+    ValueError
+        An option value out of range (max_batch < 1, a timeout that is not finite, ...).
     """
     key = str(name).lower()
+    if key not in ("auto",) + BACKEND_NAMES:
+        raise BackendUnavailable(f"unknown backend {name!r}: choose one of auto, "
+                                 f"{', '.join(BACKEND_NAMES)}")
+    if options is not None:
+        if kwargs:
+            raise TypeError("pass backend options either as an options object or as keywords")
+        kwargs = {f: getattr(options, f) for f in options.__dataclass_fields__}
     if key == "auto":
-        return _open_auto(**options)
+        return _open_auto(kwargs)
+    opts = options_for(key, kwargs)
     if key == "pynq":
         from .accelerated import open_pynq
-        return _chosen(open_pynq(**options), f"backend {key!r} requested")
+        return _chosen(open_pynq(opts), f"backend {key!r} requested")
     if key == "mock":
         from .accelerated import open_mock
-        return _chosen(open_mock(**options), f"backend {key!r} requested")
-    if key == "cpu":
-        from .cpu.backend import CpuBackend
-        return _chosen(CpuBackend(**options), f"backend {key!r} requested")
-    raise BackendUnavailable(f"unknown backend {name!r}: choose one of auto, {', '.join(BACKEND_NAMES)}")
+        return _chosen(open_mock(opts), f"backend {key!r} requested")
+    return _chosen(_open_cpu(opts), f"backend {key!r} requested")
 
 
-def _open_auto(**options) -> Backend:
-    ok, reason = board_status(options.get("overlay"), options.get("board"))
+def _open_cpu(opts: CpuOptions) -> Backend:
+    from .cpu.backend import CpuBackend
+    return CpuBackend(engine=opts.engine, max_batch=opts.max_batch)
+
+
+def _open_auto(kwargs) -> Backend:
+    pynq_opts = options_for("pynq", {k: v for k, v in kwargs.items() if k not in _CPU_ONLY})
+    cpu_opts = options_for("cpu", kwargs)
+    ok, reason = board_status(pynq_opts.overlay, pynq_opts.board)
     if ok:
         from .accelerated import open_pynq
         try:
-            backend = open_pynq(**options)
+            backend = open_pynq(pynq_opts)
         except (BackendUnavailable, HardwareError) as e:
             logger.warning("backend auto: pynq found %s but failed to open it (%s); using cpu",
                            reason, e)
@@ -128,8 +148,11 @@ def _open_auto(**options) -> Backend:
             return _chosen(backend, f"auto: {reason}")
     else:
         logger.info("backend auto: cpu, because %s", reason)
-    from .cpu.backend import CpuBackend
-    return _chosen(CpuBackend(**options), f"auto: {reason}")
+    return _chosen(_open_cpu(cpu_opts), f"auto: {reason}")
+
+
+#: cpu options that the pynq backend does not take ("auto" passes them to cpu only).
+_CPU_ONLY = ("engine",)
 
 
 def _chosen(backend: Backend, reason: str) -> Backend:

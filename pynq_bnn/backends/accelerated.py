@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict
+from typing import Callable, Dict, Optional
+
+import numpy as np
 
 from ..spec import abi
-from .driver import DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT, Accelerator, describe_abi_id
-from .base import Backend, Hardware
+from .base import Backend, Hardware, Submission
+from .driver import Accelerator, describe_abi_id
+from .options import DriverOptions, MockOptions, PynqOptions
 
 logger = logging.getLogger(__name__)
 
@@ -14,32 +17,38 @@ logger = logging.getLogger(__name__)
 class AcceleratorBackend(Backend):
     """A :class:`~pynq_bnn.backends.base.Backend` that runs :class:`pynq_bnn.backends.driver.Accelerator`.
 
+    The kernel runs in the background once started, so :attr:`overlaps` is True: ``submit``
+    returns at once and the host can compute layer 1 of the next batch meanwhile.
+
     Parameters
     ----------
     name : str
         "pynq" or "mock".
     hardware : Hardware
         Registers, buffers and interrupt of the IP.
-    max_batch, timeout, use_interrupt
-        Passed to :class:`~pynq_bnn.backends.driver.Accelerator`.
+    options : DriverOptions
+        max_batch, timeout, use_interrupt of the driver.
     on_close : callable, optional
         Called once by :meth:`close`, after the hardware is closed.
     """
 
-    def __init__(self, name: str, hardware: Hardware, max_batch: int = DEFAULT_MAX_BATCH,
-                 timeout: float = DEFAULT_TIMEOUT, use_interrupt: bool = True, on_close=None):
+    overlaps = True
+
+    def __init__(self, name: str, hardware: Hardware, options: Optional[DriverOptions] = None,
+                 on_close: Optional[Callable[[], None]] = None):
         super().__init__()
+        options = options or DriverOptions()
         self.name = name
         self.hardware = hardware
-        self.accelerator = Accelerator(hardware, max_batch=max_batch, timeout=timeout,
-                                       use_interrupt=use_interrupt)
+        self.accelerator = Accelerator(hardware, **options.driver_kwargs())
         self._on_close = on_close
 
     def load(self, params) -> None:
         self._check_open()
         self.accelerator.load(params)
+        self._params = params
 
-    def run(self, packed):
+    def run(self, packed) -> np.ndarray:
         self._check_open()
         return self.accelerator.run(packed)
 
@@ -48,16 +57,22 @@ class AcceleratorBackend(Backend):
         return self.accelerator.last_timings  # per thread, kept by the driver
 
     @property
-    def max_batch(self) -> int:
+    def max_batch(self) -> int:  # type: ignore[override]
         """Images per kernel start (the most one :meth:`submit` takes)."""
         return self.accelerator.max_batch
 
-    def submit(self, packed):
+    def submit(self, packed) -> Submission:
         """Start one batch of at most ``max_batch`` images without waiting (Accelerator.submit)."""
         self._check_open()
         return self.accelerator.submit(packed)
 
-    def wait(self, submission, timeout=None):
+    def submit_into(self, n: int, fill, first_image: int = 0) -> Submission:
+        """Start a batch whose packed input ``fill(view)`` writes straight into the kernel's
+        DMA input buffer (Accelerator.submit_into)."""
+        self._check_open()
+        return self.accelerator.submit_into(n, fill, first_image)
+
+    def wait(self, submission: Submission, timeout: Optional[float] = None) -> np.ndarray:
         """Scores of a submitted batch (Accelerator.wait)."""
         self._check_open()
         return self.accelerator.wait(submission, timeout)
@@ -68,7 +83,8 @@ class AcceleratorBackend(Backend):
         self.accelerator.reset()
 
     def describe(self) -> Dict[str, object]:
-        info = {"backend": self.name, "board": None, "bitstream": None, "kernel": None}
+        info: Dict[str, object] = {"backend": self.name, "board": None, "bitstream": None,
+                                   "kernel": None}
         info.update(self.hardware.describe())
         abi_id = self.accelerator.abi_id
         info.update({
@@ -79,16 +95,19 @@ class AcceleratorBackend(Backend):
             "interrupt": self.hardware.interrupt is not None and self.accelerator.use_interrupt,
             "model_loaded": self.accelerator.loaded,
         })
+        if self.reason:
+            info["reason"] = self.reason
         return info
 
     def close(self) -> None:
         if self._closed:
             return
         try:
-            self.accelerator.close()
+            self.accelerator.close()    # waits for a run of another thread (the driver's lock)
             self.hardware.close()
         finally:
             self._closed = True
+            self._params = None
             if self._on_close is not None:
                 on_close, self._on_close = self._on_close, None
                 on_close()
@@ -98,8 +117,9 @@ class MockBackend(AcceleratorBackend):
     """The "mock" backend; ``sim`` (the simulated IP: faults, log, starts), ``memory`` (live
     allocations) and ``log`` (register traffic, violations) are there for tests."""
 
-    def __init__(self, hardware: Hardware, sim, memory, **kwargs):
-        super().__init__("mock", hardware, **kwargs)
+    def __init__(self, hardware: Hardware, sim, memory, options: Optional[DriverOptions] = None,
+                 on_close: Optional[Callable[[], None]] = None):
+        super().__init__("mock", hardware, options, on_close=on_close)
         self.sim = sim
         self.memory = memory
         self.log = memory.log
@@ -113,61 +133,45 @@ class MockBackend(AcceleratorBackend):
         return info
 
 
-_DRIVER_OPTIONS = ("max_batch", "timeout", "use_interrupt")
-
-
-def _split(options: dict):
-    driver = {k: options.pop(k) for k in _DRIVER_OPTIONS if k in options}
-    return driver, options
-
-
-def open_pynq(**options) -> AcceleratorBackend:
-    """The "pynq" backend: options of PynqHardware (overlay, board, device, download,
-    ignore_version, reset_timeout) and of the driver (max_batch, timeout, use_interrupt)."""
+def open_pynq(options: PynqOptions) -> AcceleratorBackend:
+    """The "pynq" backend (a board): :class:`~pynq_bnn.backends.options.PynqOptions`."""
     from .pynq.hardware import PynqHardware
 
-    driver, hw_options = _split(dict(options))
-    return AcceleratorBackend("pynq", PynqHardware(**hw_options), **driver)
+    return AcceleratorBackend("pynq", PynqHardware(**options.hardware_kwargs()), options)
 
 
-def open_mock(via_pynq: bool = False, **options) -> MockBackend:
-    """The "mock" backend.
+def open_mock(options: MockOptions) -> MockBackend:
+    """The "mock" backend: :class:`~pynq_bnn.backends.options.MockOptions`."""
+    from .sim.kernel import DEFAULT_MEM_BASE
 
-    Options: ``faults``, ``kernel`` ("auto" | "hls-lib" | "reference"), ``board``, ``mem_base``,
-    ``interrupt`` (pynq-free only), ``lock`` (take the board's cross-process lock, as the pynq
-    backend always does), ``overlay`` (with via_pynq: the .bit whose .hwh describes
-    the simulated PL; default the test fixture; ignored otherwise), the driver's (max_batch,
-    timeout, use_interrupt), and ``via_pynq``: run the real pynq backend code on a SimDevice (needs pynq; makes the
-    SimDevice pynq's active device until close, so never use it on a real board's session).
-    """
-    driver, sim_options = _split(dict(options))
-    overlay = sim_options.pop("overlay", None)
-    if not via_pynq:
+    mem_base = DEFAULT_MEM_BASE if options.mem_base is None else options.mem_base
+    if not options.via_pynq:
         from .sim.hardware import MockHardware
 
-        if overlay:
+        if options.overlay:
             logger.info("mock backend: overlay %s ignored (pass via_pynq=True to load its "
-                        ".hwh into a simulated pynq device)", overlay)
-
-        hw = MockHardware(**sim_options)
-        return MockBackend(hw, hw.sim, hw.memory, **driver)
+                        ".hwh into a simulated pynq device)", options.overlay)
+        hw = MockHardware(faults=options.faults, kernel=options.kernel,
+                          interrupt=options.interrupt, mem_base=mem_base, board=options.board,
+                          lock=options.lock)
+        return MockBackend(hw, hw.sim, hw.memory, options)
     from .pynq.hardware import import_pynq
 
     import_pynq()
     from .sim import pynq_device as simdevice
 
-    overlay = overlay or simdevice.FIXTURE_BITSTREAM
-    lock = bool(sim_options.pop("lock", False))  # the board lock only when asked for
-    if "board" in sim_options:
-        sim_options["name"] = sim_options.pop("board")
-    device = simdevice.SimDevice(**sim_options)
+    if options.interrupt:
+        logger.info("mock backend: interrupt=True is simulated only without via_pynq")
+    overlay = options.overlay or simdevice.FIXTURE_BITSTREAM
+    device = simdevice.SimDevice(faults=options.faults, kernel=options.kernel,
+                                 name=options.board, mem_base=mem_base)
     activation = simdevice.activated(device)
     try:
         from .pynq.hardware import PynqHardware
 
-        hw = PynqHardware(overlay=overlay, device=device, lock=lock)
-        return MockBackend(hw, device.kernel_model, device.memory, on_close=activation.restore,
-                           **driver)
+        hw = PynqHardware(overlay=overlay, device=device, lock=bool(options.lock))
+        return MockBackend(hw, device.kernel_model, device.memory, options,
+                           on_close=activation.restore)
     except BaseException:
         activation.restore()
         raise

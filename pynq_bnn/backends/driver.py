@@ -17,6 +17,11 @@ Protocol of one start (Vitis HLS ``ap_ctrl_hs``, register map in :mod:`pynq_bnn.
 Around it: the input rows and a poisoned scores area are flushed before the start, the
 scores are invalidated after AP_DONE, and every score is checked against what the last
 layer can produce (a poisoned entry that was not overwritten fails the same check).
+
+Interrupted waits (KeyboardInterrupt, the Jupyter stop button): a batch whose wait was
+interrupted stays in flight and can be waited for again; a run() interrupted mid-start leaves
+the start to finish on its own, and the next call sees it finish (within the start's own
+deadline) instead of refusing. Only a real timeout needs reset().
 """
 from __future__ import annotations
 
@@ -24,13 +29,14 @@ import functools
 import logging
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from ..errors import BnnError, ClosedError, HardwareError, HardwareTimeout, ParamsError
 from ..spec import abi
-from .base import ThreadTimings, check_packed
-from ..errors import BnnError, HardwareError, HardwareTimeout, ParamsError
+from .base import (Hardware, Submission, SubmissionState, ThreadTimings, check_packed,
+                   check_timeout, packed_shape)
 
 logger = logging.getLogger(__name__)
 
@@ -81,29 +87,28 @@ class Accelerator:
         First sleep between CTRL polls, doubled up to 1 ms.
     """
 
-    def __init__(self, hardware, max_batch: int = DEFAULT_MAX_BATCH,
+    def __init__(self, hardware: Hardware, max_batch: int = DEFAULT_MAX_BATCH,
                  timeout: float = DEFAULT_TIMEOUT, use_interrupt: bool = True,
                  poll_interval: float = 20e-6):
-        if int(max_batch) < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if not float(timeout) > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if isinstance(max_batch, bool) or int(max_batch) < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
         self._hw = hardware
         self._lock = threading.RLock()   # see _serialised
         self.max_batch = int(max_batch)
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout)
         self.use_interrupt = bool(use_interrupt)
         self.poll_interval = float(poll_interval)
         self._params = None
-        self._param_buf = self._input_buf = self._scores_buf = None
+        self._param_buf = None
+        # (input, scores) DMA buffers of each buffer set: set 0 is run()'s and the first
+        # submit's, set 1 is allocated at the first submit that finds set 0 in flight
+        self._slots: List[Optional[tuple]] = [None] * self.MAX_IN_FLIGHT
         self._abi_id: Optional[int] = None
-        self._busy = False
+        self._busy_since: Optional[float] = None   # a run()/probe start not yet seen to finish
+        self._timed_out = False                     # a start overran its deadline: reset()
         self._closed = False
         self._timings = ThreadTimings()
-        # submit()/wait(): the second buffer set (allocated at the first submit) and the
-        # batches in flight, oldest first (at most MAX_IN_FLIGHT)
-        self._input_buf2 = self._scores_buf2 = None
-        self._inflight: List["Submission"] = []
+        self._inflight: List[Submission] = []       # submitted batches, oldest first
         self._last_ctrl = 0
 
     # ------------------------------------------------------------------ properties
@@ -128,17 +133,39 @@ class Accelerator:
 
     @property
     def busy(self) -> bool:
-        """True after a start that has not been seen to finish (a timeout): call reset()."""
-        return self._busy
+        """True after a start that overran its deadline (a timeout): call reset()."""
+        return self._timed_out
+
+    @property
+    def _input_buf(self):
+        return None if self._slots[0] is None else self._slots[0][0]
+
+    @property
+    def _scores_buf(self):
+        return None if self._slots[0] is None else self._slots[0][1]
 
     # ------------------------------------------------------------------ buffers
     def _free_buffers(self) -> None:
-        for attr in ("_param_buf", "_input_buf", "_scores_buf", "_input_buf2", "_scores_buf2"):
-            buf = getattr(self, attr)
-            setattr(self, attr, None)
+        bufs = [self._param_buf] + [b for slot in self._slots if slot is not None for b in slot]
+        self._param_buf = None
+        self._slots = [None] * self.MAX_IN_FLIGHT
+        self._params = None
+        for buf in bufs:
             if buf is not None:
                 buf.freebuffer()
-        self._params = None
+
+    def _slot(self, slot: int):
+        """(input, scores) DMA buffers of buffer set ``slot``, allocated on first use."""
+        if self._slots[slot] is None:
+            network = self._params.network
+            inp = self._hw.allocate((self.max_batch, network.input_words_per_image), np.uint64)
+            try:
+                res = self._hw.allocate((self.max_batch, network.n_classes), np.int32)
+            except BaseException:
+                inp.freebuffer()
+                raise
+            self._slots[slot] = (inp, res)
+        return self._slots[slot]
 
     @_serialised
     def load(self, params) -> None:
@@ -162,7 +189,6 @@ class Accelerator:
         """
         self._check_usable()
         self._check_nothing_in_flight("loading a model")
-        network = params.network
         try:
             image = abi.build_param_image(params)
         except abi.AbiError as e:
@@ -173,13 +199,12 @@ class Accelerator:
             self._param_buf = hw.allocate(image.shape, np.uint64)
             self._param_buf[:] = image
             self._param_buf.flush()
-            self._input_buf = hw.allocate((self.max_batch, network.input_words_per_image), np.uint64)
-            self._scores_buf = hw.allocate((self.max_batch, network.n_classes), np.int32)
+            self._params = params       # sizes the buffer sets
+            self._slot(0)
             self._probe()
         except BaseException:
             self._free_buffers()
             raise
-        self._params = params
         logger.info("loaded %s: %d parameter words at 0x%x, batches of %d",
                     params.description or "model", image.size,
                     int(self._param_buf.device_address), self.max_batch)
@@ -187,21 +212,40 @@ class Accelerator:
     # ------------------------------------------------------------------ the protocol
     def _check_usable(self) -> None:
         if self._closed:
-            raise BnnError("the accelerator is closed")
-        if self._busy:
+            raise ClosedError("the accelerator is closed")
+        if self._busy_since is not None and not self._timed_out:
+            self._finish_interrupted_start()
+        if self._timed_out:
             raise HardwareError("the accelerator did not finish its last start; call reset() first")
 
-    def _start(self, n_images: int, input_buf=None, scores_buf=None) -> None:
+    def _finish_interrupted_start(self) -> None:
+        """A run() or probe was interrupted while the kernel ran: wait (within that start's
+        own deadline) for it to finish; its result is discarded."""
+        deadline = self._busy_since + self.timeout
+        if self._poll_until(self._start_finished, deadline):
+            self._busy_since = None
+            return
+        self._timed_out = True
+
+    def _start_finished(self) -> bool:
+        ctrl = self._read_ctrl()
+        # AP_DONE clears on read, so an interrupted wait may have consumed it: idle also counts.
+        return bool(ctrl & abi.AP_DONE) or bool(ctrl & abi.AP_IDLE and not ctrl & abi.AP_START)
+
+    def _read_ctrl(self) -> int:
+        self._last_ctrl = self._hw.read(abi.CTRL)
+        return self._last_ctrl
+
+    def _start(self, n_images: int, slot: int = 0) -> None:
         hw = self._hw
         ctrl = hw.read(abi.CTRL)
         if not ctrl & abi.AP_IDLE or ctrl & abi.AP_START:
             raise HardwareError(f"accelerator busy (CTRL=0x{ctrl:02x}): refusing to start; "
                                 "another process may be using it, or call reset()")
+        input_buf, scores_buf = self._slot(slot)
         for (lo, hi), buf in (((abi.PARAMS_LO, abi.PARAMS_HI), self._param_buf),
-                              ((abi.INPUT_LO, abi.INPUT_HI),
-                               self._input_buf if input_buf is None else input_buf),
-                              ((abi.SCORES_LO, abi.SCORES_HI),
-                               self._scores_buf if scores_buf is None else scores_buf)):
+                              ((abi.INPUT_LO, abi.INPUT_HI), input_buf),
+                              ((abi.SCORES_LO, abi.SCORES_HI), scores_buf)):
             low, high = abi.split64(int(buf.device_address))
             hw.write(lo, low)
             hw.write(hi, high)
@@ -212,35 +256,46 @@ class Accelerator:
             hw.write(abi.IP_IER, 1)
             hw.write(abi.GIER, 1)
         hw.write(abi.CTRL, abi.AP_START)
-        self._busy = True
 
     def _interrupt(self):
         return self._hw.interrupt if self.use_interrupt else None
 
-    def _wait_done(self) -> None:
-        hw = self._hw
-        deadline = time.monotonic() + self.timeout
+    def _poll_until(self, finished: Callable[[], bool], deadline: float) -> bool:
+        """The one wait loop: True once ``finished()``, False at ``deadline`` (monotonic).
+
+        Sleeps on the interrupt where there is one (acknowledging it), else polls with a sleep
+        that doubles from ``poll_interval`` to 1 ms; ``finished`` is asked first and last.
+        """
         irq = self._interrupt()
-        if irq is not None:
-            if irq.wait(max(0.0, deadline - time.monotonic())) and hw.read(abi.IP_ISR) & 1:
-                hw.write(abi.IP_ISR, 1)
         sleep = self.poll_interval
         while True:
-            ctrl = hw.read(abi.CTRL)
-            if ctrl & abi.AP_DONE:
-                self._busy = False
-                return
-            if time.monotonic() >= deadline:
-                raise HardwareTimeout(
-                    f"the accelerator did not finish within {self.timeout:g} s "
-                    f"(CTRL=0x{ctrl:02x}); it is unusable until reset()")
-            time.sleep(sleep)
+            if finished():
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if irq is not None:
+                if irq.wait(min(deadline - now, 0.1)) and self._hw.read(abi.IP_ISR) & 1:
+                    self._hw.write(abi.IP_ISR, 1)
+                continue
+            time.sleep(min(sleep, max(deadline - now, 0.0)))
             sleep = min(sleep * 2, 1e-3)
+
+    def _run_start(self, n_images: int) -> None:
+        """Start on buffer set 0 and wait for AP_DONE (run() and the probe)."""
+        self._start(n_images)
+        self._busy_since = time.monotonic()
+        if not self._poll_until(lambda: bool(self._read_ctrl() & abi.AP_DONE),
+                                self._busy_since + self.timeout):
+            self._timed_out = True
+            raise HardwareTimeout(
+                f"the accelerator did not finish within {self.timeout:g} s "
+                f"(CTRL=0x{self._last_ctrl:02x}); it is unusable until reset()")
+        self._busy_since = None
 
     def _probe(self) -> None:
         """A start with n_images=0: the kernel only writes its ABI id."""
-        self._start(0)
-        self._wait_done()
+        self._run_start(0)
         value = self._hw.read(abi.ABI_ID_REG)
         valid = self._hw.read(abi.ABI_ID_CTRL) & 1
         if value != abi.ABI_ID:
@@ -252,6 +307,46 @@ class Accelerator:
             raise HardwareError("the kernel finished its probe without writing its ABI id "
                                 "(abi_id ap_vld = 0)")
         self._abi_id = int(value)
+
+    # ------------------------------------------------------------------ the stages of a batch
+    def _stage_input(self, slot: int, n: int, fill: Callable[[np.ndarray], object]) -> None:
+        """Host -> DDR: ``fill`` writes the packed input into the DMA buffer, which is flushed."""
+        network = self._params.network
+        inp = self._slot(slot)[0][:n]
+        fill(inp.reshape((n,) + packed_shape(network)))   # a view: C-contiguous rows
+        inp.flush()
+
+    def _poison_scores(self, slot: int, n: int) -> None:
+        """Scores the kernel did not write stay SCORE_POISON and fail _check_scores."""
+        res = self._slot(slot)[1][:n]
+        res[:] = SCORE_POISON
+        res.flush()
+
+    def _collect(self, slot: int, n: int) -> np.ndarray:
+        """DDR -> host: the scores of ``n`` images, invalidated first (after AP_DONE)."""
+        res = self._slot(slot)[1][:n]
+        res.invalidate()
+        return np.array(res, dtype=np.int32)
+
+    def _check_scores(self, scores: np.ndarray, first_image: int) -> None:
+        """Raise HardwareError on scores the last layer cannot produce."""
+        fan_in = self._params.network.last_layer.fan_in
+        s = scores.astype(np.int64)
+        bad = (np.abs(s) > fan_in) | ((s - fan_in) % 2 != 0)
+        if not bad.any():
+            return
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        value = int(s[i, j])
+        why = ("the kernel did not write it" if value == int(SCORE_POISON)
+               else f"possible scores are within +-{fan_in} with the parity of {fan_in}")
+        raise HardwareError(
+            f"impossible output from the accelerator: score {value} for image {first_image + i}, "
+            f"class {j} ({why}); {int(bad.sum())} bad value(s) in this chunk")
+
+    def _loaded_network(self):
+        if self._params is None:
+            raise BnnError("no model loaded: call load(params) first")
+        return self._params.network
 
     # ------------------------------------------------------------------ running
     @_serialised
@@ -281,50 +376,27 @@ class Accelerator:
         """
         self._check_usable()
         self._check_nothing_in_flight("run()")
-        if self._params is None:
-            raise BnnError("no model loaded: call load(params) first")
-        network = self._params.network
+        network = self._loaded_network()
         x = check_packed(network, packed)
         n_total = x.shape[0]
-        x = x.reshape(n_total, network.input_words_per_image)
         out = np.empty((n_total, network.n_classes), dtype=np.int32)
         transfer = kernel = 0.0
         for s in range(0, n_total, self.max_batch):
             n = min(self.max_batch, n_total - s)
             t0 = time.perf_counter()
-            inp = self._input_buf[:n]
-            inp[:] = x[s:s + n]
-            inp.flush()
-            res = self._scores_buf[:n]
-            res[:] = SCORE_POISON
-            res.flush()
+            chunk = x[s:s + n]
+            self._stage_input(0, n, lambda view: np.copyto(view, chunk))
+            self._poison_scores(0, n)
             t1 = time.perf_counter()
-            self._start(n)
-            self._wait_done()
+            self._run_start(n)
             t2 = time.perf_counter()
-            res.invalidate()
-            out[s:s + n] = res
+            out[s:s + n] = self._collect(0, n)
             t3 = time.perf_counter()
             transfer += (t1 - t0) + (t3 - t2)
             kernel += t2 - t1
             self._check_scores(out[s:s + n], s)
         self._timings.value = {"transfer": transfer, "kernel": kernel}
         return out
-
-    def _check_scores(self, scores: np.ndarray, first_image: int) -> None:
-        """Raise HardwareError on scores the last layer cannot produce."""
-        fan_in = self._params.network.last_layer.fan_in
-        s = scores.astype(np.int64)
-        bad = (np.abs(s) > fan_in) | ((s - fan_in) % 2 != 0)
-        if not bad.any():
-            return
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        value = int(s[i, j])
-        why = ("the kernel did not write it" if value == int(SCORE_POISON)
-               else f"possible scores are within +-{fan_in} with the parity of {fan_in}")
-        raise HardwareError(
-            f"impossible output from the accelerator: score {value} for image {first_image + i}, "
-            f"class {j} ({why}); {int(bad.sum())} bad value(s) in this chunk")
 
     # ------------------------------------------------------------------ overlapped starts
     #: Batches that can be in flight at once: one on the kernel, one queued behind it, each
@@ -341,20 +413,12 @@ class Accelerator:
             raise BnnError(f"{what} while {len(self._inflight)} submitted batch(es) are in "
                            "flight: wait() for them first")
 
-    def _slot_buffers(self, slot: int):
-        """(input, scores) DMA buffers of buffer set 0 (run()'s) or 1 (allocated on first use)."""
-        if slot == 0:
-            return self._input_buf, self._scores_buf
-        if self._input_buf2 is None or self._scores_buf2 is None:
-            network = self._params.network
-            if self._input_buf2 is None:
-                self._input_buf2 = self._hw.allocate(
-                    (self.max_batch, network.input_words_per_image), np.uint64)
-            self._scores_buf2 = self._hw.allocate((self.max_batch, network.n_classes), np.int32)
-        return self._input_buf2, self._scores_buf2
+    def _kernel_free(self) -> bool:
+        return not any(s.state in (SubmissionState.RUNNING, SubmissionState.QUEUED)
+                       for s in self._inflight)
 
     @_serialised
-    def submit(self, packed) -> "Submission":
+    def submit(self, packed) -> Submission:
         """Hand one batch to the kernel and return at once (the kernel runs in the background).
 
         The batch is copied into a free buffer set and flushed. If the kernel is free it starts
@@ -385,12 +449,21 @@ class Accelerator:
         HardwareError
             Busy accelerator (another user) at the start; nothing stays in flight.
         """
-        self._check_usable()
-        if self._params is None:
-            raise BnnError("no model loaded: call load(params) first")
-        network = self._params.network
+        network = self._loaded_network()
         x = check_packed(network, packed)
-        n = x.shape[0]
+        return self.submit_into(x.shape[0], lambda view: np.copyto(view, x))
+
+    @_serialised
+    def submit_into(self, n: int, fill: Callable[[np.ndarray], object],
+                    first_image: int = 0) -> Submission:
+        """:meth:`submit` without the copy: ``fill(view)`` writes the packed input straight
+        into the kernel's DMA input buffer (``view``: C-contiguous uint64 ``[n, H, W, C1/64]``,
+        e.g. ``lambda out: layer1(images, out=out)``). ``first_image`` numbers the batch's
+        images in error messages (its position in the caller's stream). Same errors as
+        :meth:`submit`."""
+        self._check_usable()
+        self._loaded_network()
+        n = int(n)
         if not 1 <= n <= self.max_batch:
             raise ValueError(f"submit takes 1..{self.max_batch} (max_batch) images, got {n}; "
                              "run() splits larger batches")
@@ -398,18 +471,15 @@ class Accelerator:
             raise BnnError(f"{len(self._inflight)} batches are already in flight: "
                            "wait() for one before submitting another")
         self._service()
-        slot = 1 if any(s.slot == 0 for s in self._inflight) else 0
+        used = {s.slot for s in self._inflight}
+        slot = next(i for i in range(self.MAX_IN_FLIGHT) if i not in used)
         t0 = time.perf_counter()
-        input_buf, scores_buf = self._slot_buffers(slot)
-        inp = input_buf[:n]
-        inp[:] = x.reshape(n, network.input_words_per_image)
-        inp.flush()
-        res = scores_buf[:n]
-        res[:] = SCORE_POISON
-        res.flush()
-        sub = Submission(n, slot)
+        self._stage_input(slot, n, fill)
+        self._poison_scores(slot, n)
+        sub = Submission(n, slot, first_image)
         sub._transfer = time.perf_counter() - t0
-        kernel_free = not any(s.state in ("running", "queued") for s in self._inflight)
+        self._service()                  # the running batch may have finished during fill
+        kernel_free = self._kernel_free()
         self._inflight.append(sub)
         if kernel_free:
             try:
@@ -419,15 +489,13 @@ class Accelerator:
                 raise
         return sub
 
-    def _launch(self, sub: "Submission") -> None:
-        input_buf, scores_buf = self._slot_buffers(sub.slot)
+    def _launch(self, sub: Submission) -> None:
         try:
-            self._start(sub.n, input_buf, scores_buf)   # a [:n] slice has the same address
+            self._start(sub.n, sub.slot)
         except BaseException as e:
-            sub.state, sub.error = "failed", e
+            sub.fail(e)
             raise
-        self._busy = False       # in flight: tracked by the Submission, not by _busy
-        sub.state = "running"
+        sub.state = SubmissionState.RUNNING
         sub._t_start = time.perf_counter()
 
     def _service(self) -> None:
@@ -435,16 +503,14 @@ class Accelerator:
 
         AP_DONE clears on read, so while batches are in flight CTRL is read only here.
         """
-        running = next((s for s in self._inflight if s.state == "running"), None)
+        running = next((s for s in self._inflight if s.state is SubmissionState.RUNNING), None)
         if running is None:
             return
-        ctrl = self._hw.read(abi.CTRL)
-        self._last_ctrl = ctrl
-        if not ctrl & abi.AP_DONE:
+        if not self._read_ctrl() & abi.AP_DONE:
             return
-        running.state = "done"
+        running.state = SubmissionState.DONE
         running._t_done = time.perf_counter()
-        queued = next((s for s in self._inflight if s.state == "queued"), None)
+        queued = next((s for s in self._inflight if s.state is SubmissionState.QUEUED), None)
         if queued is not None:
             try:
                 self._launch(queued)
@@ -453,11 +519,11 @@ class Accelerator:
 
     def _drop_in_flight(self, error: BaseException) -> None:
         for s in self._inflight:
-            s.state, s.error = "failed", error
+            s.fail(error)
         self._inflight.clear()
 
     @_serialised
-    def wait(self, submission: "Submission", timeout: Optional[float] = None) -> np.ndarray:
+    def wait(self, submission: Submission, timeout: Optional[float] = None) -> np.ndarray:
         """Scores of a submitted batch, once the kernel has run it.
 
         Parameters
@@ -465,8 +531,9 @@ class Accelerator:
         submission : Submission
             What :meth:`submit` returned (each one can be waited for once).
         timeout : float, optional
-            Seconds each start may take (default ``self.timeout``); a queued batch first
-            waits for the running one.
+            Seconds each start may take (default ``self.timeout``; finite, at most
+            :data:`~pynq_bnn.backends.base.MAX_TIMEOUT`); a queued batch first waits for the
+            running one.
 
         Returns
         -------
@@ -484,54 +551,60 @@ class Accelerator:
             again either way.
         BnnError
             Not a batch in flight here (already waited for, or dropped by reset/close).
+        KeyboardInterrupt
+            Passed on; the batch stays in flight (the kernel keeps running it) and can be
+            waited for again.
         """
         sub = submission
-        if sub.state == "failed" and sub not in self._inflight:
-            raise sub.error
+        if sub.state is SubmissionState.FAILED and sub not in self._inflight:
+            raise sub.error if sub.error is not None else BnnError("batch failed")
         if not any(s is sub for s in self._inflight):
             raise BnnError("not a batch in flight on this accelerator "
-                           f"(state {sub.state}: each submission can be waited for once)")
-        limit = self.timeout if timeout is None else float(timeout)
-        irq = self._interrupt()
+                           f"(state {sub.state.value}: each submission can be waited for once)")
+        limit = self.timeout if timeout is None else check_timeout(timeout)
+        settled = False    # done with this batch, one way or another: free its buffer set
         try:
             started = sub._t_start
             deadline = time.monotonic() + limit
-            sleep = self.poll_interval
-            while True:
+
+            def finished() -> bool:
+                nonlocal started, deadline
                 self._service()
-                if sub.state == "done":
-                    break
-                if sub.state == "failed":
-                    raise sub.error
                 if sub._t_start != started:         # it started only now: its own deadline
                     started, deadline = sub._t_start, time.monotonic() + limit
-                now = time.monotonic()
-                if now >= deadline:
-                    self._busy = True
+                return sub.state in (SubmissionState.DONE, SubmissionState.FAILED)
+
+            while not self._poll_until(finished, deadline):
+                if sub._t_start == started:         # a real overrun, not a late start
+                    self._timed_out = True
                     err = HardwareTimeout(
                         f"the accelerator did not finish within {limit:g} s "
                         f"(CTRL=0x{self._last_ctrl:02x}); it is unusable until reset()")
+                    settled = True
                     self._drop_in_flight(err)
                     raise err
-                if irq is not None and irq.wait(min(deadline - now, 0.1)):
-                    continue
-                time.sleep(sleep)
-                sleep = min(sleep * 2, 1e-3)
+            settled = True
+            if sub.state is SubmissionState.FAILED:
+                raise sub.error if sub.error is not None else BnnError("batch failed")
             t0 = time.perf_counter()
-            _, scores_buf = self._slot_buffers(sub.slot)
-            res = scores_buf[:sub.n]
-            res.invalidate()
-            out = np.array(res, dtype=np.int32)
+            out = self._collect(sub.slot, sub.n)
             sub.timings = {"transfer": sub._transfer + time.perf_counter() - t0,
                            "kernel": sub._t_done - sub._t_start}
             self._timings.value = dict(sub.timings)
-            self._check_scores(out, 0)
-            sub.state = "collected"
+            self._check_scores(out, sub.first_image)
+            sub.state = SubmissionState.COLLECTED
+        except Exception as e:
+            settled = True
+            if sub.state is not SubmissionState.COLLECTED and sub.error is None:
+                sub.fail(e)
+            raise
         finally:
-            if any(s is sub for s in self._inflight):
-                self._inflight.remove(sub)    # its buffer set is free again, whatever happened
-                if sub.state != "collected":
-                    sub.state = "failed"
+            # An interrupt (KeyboardInterrupt) before the batch settled leaves it in flight:
+            # the kernel may still be writing its buffers, and the queued one must still start.
+            if settled and any(s is sub for s in self._inflight):
+                self._inflight.remove(sub)    # its buffer set is free again
+                if sub.state is not SubmissionState.COLLECTED:
+                    sub.state = SubmissionState.FAILED
         return out
 
     # ------------------------------------------------------------------ recovery, closing
@@ -544,10 +617,11 @@ class Accelerator:
         with a model loaded, the ABI id is probed again.
         """
         if self._closed:
-            raise BnnError("the accelerator is closed")
+            raise ClosedError("the accelerator is closed")
         self._drop_in_flight(HardwareError("batch dropped by reset()"))
         self._hw.reset()
-        self._busy = False
+        self._busy_since = None
+        self._timed_out = False
         if self._params is not None:
             self._probe()
 
@@ -557,16 +631,19 @@ class Accelerator:
         write into memory that has been given back."""
         if self._closed:
             return
-        if any(s.state in ("running", "queued") for s in self._inflight):
-            self._busy = True    # the kernel may still write a scores buffer: reset first
-        self._drop_in_flight(BnnError("batch dropped: the accelerator was closed"))
-        if self._busy:
+        unfinished = self._timed_out or not self._kernel_free()
+        if self._busy_since is not None and not self._timed_out:
+            # an interrupted run(): its start gets its own deadline to finish
+            unfinished = not self._poll_until(self._start_finished, self._busy_since + self.timeout)
+        self._drop_in_flight(ClosedError("batch dropped: the accelerator was closed"))
+        if unfinished:
             logger.warning("closing while a start is unfinished: resetting the accelerator first")
             try:
                 self._hw.reset()
             except Exception as e:  # closing must not fail; say what happened
                 logger.error("reset before close failed: %s", e)
-            self._busy = False
+        self._busy_since = None
+        self._timed_out = False
         self._free_buffers()
         self._closed = True
 
@@ -576,34 +653,3 @@ class Accelerator:
     def __exit__(self, exc_type, exc, tb):
         self.close()
         return False
-
-
-class Submission:
-    """A batch handed to :meth:`Accelerator.submit`; give it to :meth:`Accelerator.wait`.
-
-    Attributes
-    ----------
-    n : int
-        Images in the batch.
-    slot : int
-        The buffer set (0 or 1) that holds it.
-    state : str
-        "queued" (behind the running batch), "running", "done" (not yet collected),
-        "collected" (wait returned its scores) or "failed" (``error`` says why).
-    timings : dict
-        ``transfer`` and ``kernel`` seconds, set by wait.
-    """
-
-    __slots__ = ("n", "slot", "state", "error", "timings", "_transfer", "_t_start", "_t_done")
-
-    def __init__(self, n: int, slot: int):
-        self.n = n
-        self.slot = slot
-        self.state = "queued"
-        self.error: Optional[BaseException] = None
-        self.timings: Dict[str, float] = {}
-        self._transfer = 0.0
-        self._t_start = self._t_done = None
-
-    def __repr__(self):
-        return f"<Submission {self.n} images, buffer set {self.slot}, {self.state}>"

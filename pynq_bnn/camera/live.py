@@ -286,7 +286,7 @@ def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
             affine = reference.affine_scores(params, int_scores)[0]
             label = int(reference.predict(params, int_scores)[0])
             t2 = time.perf_counter()
-            lt = dict(getattr(backend, "last_timings", None) or {})
+            lt = backend.last_timings
             transfer = float(lt.get("transfer", 0.0))
             kernel = float(lt["kernel"]) if "kernel" in lt else max(0.0, t1 - t0 - transfer)
             timings = dict(item.timings, transfer=transfer, kernel=kernel, post=t2 - t1)

@@ -54,7 +54,8 @@ import numpy as np
 
 from ..spec import reference
 from .layer1 import FirstLayer
-from ..errors import BnnError, HardwareError, ImageError, ParamsError
+from .pipeline import MODES, array_batches, stream
+from ..errors import ClosedError, HardwareError, ImageError, ParamsError
 from ..spec.params import Params, load_params, validate
 from .preprocess import LoadedItem, load_images, load_items
 from .shipped_models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
@@ -333,7 +334,12 @@ class Classifier:
         ``"cpu"``; passed to :func:`pynq_bnn.backends.open_backend`.
     chunk : int, optional
         At most this many images go through layer 1 and the backend at a time (bounds host
-        memory; default :data:`DEFAULT_CHUNK`); timings are summed over chunks.
+        memory; default :data:`DEFAULT_CHUNK`, and at most the backend's ``max_batch``);
+        timings are summed over chunks.
+    overlap : str
+        How the host batch loop overlaps layer 1 with the backend (:func:`pynq_bnn.host.pipeline.stream`):
+        ``"auto"`` (default: on the accelerator, layer 1 of chunk k+1 runs while the kernel
+        runs chunk k), ``"submit"``, ``"thread"`` or ``"none"``. Scores are identical in every mode.
     **backend_options
         Passed to ``open_backend`` (e.g. ``overlay=``, ``max_batch=``, ``timeout=``).
 
@@ -350,12 +356,14 @@ class Classifier:
     model_path : str or None
         The file the parameters came from (``None`` for a Params object).
     layer1 : callable
-        ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``: the host layer 1. Replace it with any
-        bit-identical implementation (e.g. a faster engine) before or after :meth:`open`.
+        ``layer1(images, out=None)``: ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``, written
+        into ``out`` when given (the kernel's DMA input buffer): the host layer 1. Replace it
+        with any bit-identical implementation before or after :meth:`open` (a plain
+        ``fn(images)`` through :func:`pynq_bnn.host.layer1.writing_into`).
     """
 
     def __init__(self, model: Union[str, os.PathLike, Params, None] = None, backend: str = "auto",
-                 *, chunk: Optional[int] = None, **backend_options: Any):
+                 *, chunk: Optional[int] = None, overlap: str = "auto", **backend_options: Any):
         chunk = DEFAULT_CHUNK if chunk is None else chunk
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
             raise ValueError(f"chunk must be a positive int, got {chunk!r}")
@@ -363,10 +371,17 @@ class Classifier:
         self.backend_name = backend
         self.backend_options = dict(backend_options)
         self.chunk = chunk
+        if overlap not in MODES:
+            raise ValueError(f"overlap must be one of {', '.join(MODES)}, got {overlap!r}")
+        self.overlap = overlap
         self.layer1: Callable[[np.ndarray], np.ndarray] = default_layer1(self.params)
         self._backend = None
         self._closed = False
         self._lifecycle = threading.Lock()  # open/close from several threads: one backend
+        # One batch loop at a time: the accelerator has two buffer sets, and a loop keeps both
+        # in flight; close() takes it too, so it waits for a running call instead of
+        # freeing what that call uses.
+        self._running = threading.RLock()
 
     # ------------------------------------------------------------------ properties
 
@@ -408,7 +423,7 @@ class Classifier:
             return self
         with self._lifecycle:
             if self._closed:
-                raise BnnError("classifier is closed")
+                raise ClosedError("classifier is closed")
             if self._backend is not None:
                 return self
             from ..backends import open_backend  # lazy: backends may import pynq on a board
@@ -426,16 +441,18 @@ class Classifier:
     def reset(self) -> None:
         """Make the backend usable again after a HardwareTimeout. Does nothing before open()."""
         be = self._backend
-        if be is not None and hasattr(be, "reset"):
+        if be is not None:
             be.reset()
 
     def close(self) -> None:
-        """Release the backend. Idempotent."""
+        """Release the backend. Idempotent; waits for a classify call of another thread to end."""
         with self._lifecycle:
             self._closed = True
-            be, self._backend = self._backend, None
-        if be is not None:
-            be.close()
+        with self._running:
+            with self._lifecycle:
+                be, self._backend = self._backend, None
+            if be is not None:
+                be.close()
 
     def __enter__(self) -> "Classifier":
         return self
@@ -475,24 +492,26 @@ class Classifier:
         n_classes = self.network.n_classes
         t = {"layer1": 0.0, "transfer": 0.0, "kernel": 0.0}
         out = np.empty((images.shape[0], n_classes), dtype=np.int32)
-        for i in range(0, images.shape[0], self.chunk):
-            block = images[i:i + self.chunk]
-            t0 = time.perf_counter()
-            packed = self.layer1(block)
-            t1 = time.perf_counter()
-            scores = be.run(packed)
-            t2 = time.perf_counter()
-            scores = np.asarray(scores)
-            if scores.shape != (block.shape[0], n_classes):
-                raise HardwareError(f"backend {be.name} returned scores of shape {scores.shape}, "
-                                    f"expected {(block.shape[0], n_classes)}")
-            out[i:i + block.shape[0]] = scores
-            lt = dict(getattr(be, "last_timings", None) or {})
-            transfer = float(lt.get("transfer", 0.0))
-            t["layer1"] += t1 - t0
-            t["transfer"] += transfer
-            t["kernel"] += float(lt["kernel"]) if "kernel" in lt else max(0.0, t2 - t1 - transfer)
+        # One host batch loop (host/pipeline.py): on the accelerator, layer 1 of batch k+1
+        # runs (into the kernel's DMA buffer) while the kernel runs batch k.
+        with self._running:
+            if self._closed:
+                raise ClosedError("classifier is closed")
+            self._run_loop(be, images, out, t)
         return out, t
+
+    def _run_loop(self, be, images: np.ndarray, out: np.ndarray, t: Dict[str, float]) -> None:
+        n_classes = out.shape[1]
+        batches = array_batches(images, min(self.chunk, be.max_batch))
+        for r in stream(batches, self.layer1, be, self.overlap):
+            first, n = r.batch.context, r.batch.images.shape[0]
+            if r.scores.shape != (n, n_classes):
+                raise HardwareError(f"backend {be.name} returned scores of shape {r.scores.shape}, "
+                                    f"expected {(n, n_classes)}")
+            out[first:first + n] = r.scores
+            t["layer1"] += r.timings["layer1"]
+            t["transfer"] += r.timings.get("transfer", 0.0)
+            t["kernel"] += r.timings.get("kernel", max(0.0, r.timings["wait"]))
 
     def _finish(self, names: Sequence[str], images: np.ndarray, rows: np.ndarray,
                 errors: List[Optional[ImageError]], t_pre: float, t_start: float) -> ClassifyResult:

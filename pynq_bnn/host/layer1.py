@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["FirstLayer", "blas_thread_control"]
+__all__ = ["FirstLayer", "blas_thread_control", "check_out", "writing_into"]
 
 _BLAS_SYMBOLS = (  # (set, get): numpy 2.x wheels, numpy 1.x wheels, plain OpenBLAS
     ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
@@ -63,6 +63,31 @@ def blas_thread_control():
                 if _blas:
                     break
         return _blas or None
+
+
+def check_out(out: np.ndarray | None, shape: tuple) -> np.ndarray | None:
+    """``out`` if it can take packed layer-1 output of ``shape``; ValueError naming the problem."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or tuple(out.shape) != shape:
+        got = f"{out.dtype} {tuple(out.shape)}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(f"out: expected uint64 {shape}, got {got}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out: must be a writeable C-contiguous array")
+    return out
+
+
+def writing_into(fn):
+    """A layer 1 with ``out=`` from a plain ``fn(images) -> packed`` (e.g. the spec's
+    ``conv1_packed``): the result is copied into ``out``. For reference paths and tests; the
+    package's own :class:`FirstLayer` writes ``out`` directly."""
+    def layer1(images, out=None):
+        packed = fn(images)
+        if out is None:
+            return packed
+        check_out(out, tuple(np.shape(packed)))[...] = packed
+        return out
+    return layer1
 
 
 class FirstLayer:
@@ -134,12 +159,15 @@ class FirstLayer:
             np.greater_equal(acc, np.float32(0.0), out=bits)
             out[i:i + b] = np.packbits(bits, axis=-1, bitorder="little").reshape(b, s, s, -1)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Packed layer 1 of ``images``; written into ``out`` (uint64 ``[N, S, S, C1/64]``,
+        C-contiguous, e.g. the kernel's DMA input buffer) when given, and returned."""
         images = np.asarray(images)
         s = self.size
         if images.ndim != 4 or images.shape[1:] != (s, s, 3):
             raise ValueError(f"expected uint8 images [N, {s}, {s}, 3], got shape {images.shape}")
         n = images.shape[0]
+        dest = check_out(out, (n, s, s, self.c1 // 64))
         out = np.empty((n, s, s, self.c1 // 8), dtype=np.uint8)
         blas = blas_thread_control() if self.blas_threads is not None else None
         with self._lock:
@@ -165,4 +193,8 @@ class FirstLayer:
             finally:
                 if blas and old != self.blas_threads:
                     blas[0](old)
-        return out.view("<u8").astype(np.uint64, copy=False)
+        packed = out.view("<u8").astype(np.uint64, copy=False)
+        if dest is None:
+            return packed
+        dest[...] = packed
+        return dest

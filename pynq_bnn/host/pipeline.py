@@ -1,55 +1,81 @@
-"""Overlap layer 1 on the host with layers 2..L on the accelerator.
+"""The host batch loop: layer 1 on the host overlapped with layers 2..L on the backend.
 
-Sequentially, a batch costs ``layer1 + kernel``; overlapped, about ``max(layer1, kernel)``::
+One loop (:func:`stream`) serves the Classifier, the camera's live loop and the benchmarks.
+Sequentially a batch costs ``prepare + layer1 + kernel``; overlapped, about
+``max(prepare + layer1, kernel)``::
 
-    host (ARM):   L1(0) | L1(1)          | L1(2)          | L1(3) ...
+    host (ARM):   L1(0) | next(1) L1(1)  | next(2) L1(2)  | ...
     kernel:               | run(0)       | run(1)         | run(2) ...
 
-How (``mode="submit"``, the hardware backends, one thread): the accelerator runs by itself
-once AP_START is written, so the host needs no second thread; it submits batch i, computes
-layer 1 of batch i+1 while the kernel runs, submits i+1 (queued behind i in the driver's second
-buffer set) and only then waits for i. The driver starts i+1 the moment it sees i finish, so
-the kernel is not left idle while the host turns around. At most two batches are in flight
-(:attr:`pynq_bnn.backends.driver.Accelerator.MAX_IN_FLIGHT`).
+``next(i)`` is whatever produces batch i (slicing an array, or capturing and preprocessing a
+camera frame): it runs while the kernel works too, because the loop pulls the next batch from
+its iterator only after the previous one has been handed to the backend.
 
-``mode="thread"`` works for any backend, including the cpu one, which has no ``submit``: one
-worker thread runs ``backend.run(i)`` while the calling thread computes layer 1 of i+1. It
-overlaps because numpy/BLAS (layer 1) and the ctypes engine release the GIL, but the cpu
-engine already uses every core, so it gains nothing there (measured 0.90-0.96x on 2 cores):
-"auto" runs such backends sequentially.
+Modes (``mode="auto"`` picks by :attr:`Backend.overlaps <pynq_bnn.backends.base.Backend.overlaps>`):
 
-Scores are identical to :func:`run_sequential` in every mode: the same functions run on the
-same batches, only in a different order in time.
+``"submit"`` (the hardware backends, one thread)
+    the accelerator runs by itself once AP_START is written, so the host needs no second
+    thread: it hands batch i over with ``submit_into`` (layer 1 writes its packed words
+    straight into the kernel's DMA input buffer), pulls and computes batch i+1 while the kernel
+    runs, submits i+1 (queued behind i in the driver's second buffer set) and only then waits
+    for i. The driver starts i+1 the moment it sees i finish. At most two batches are in flight
+    (:attr:`pynq_bnn.backends.driver.Accelerator.MAX_IN_FLIGHT`).
+``"thread"`` (any backend)
+    a worker thread runs ``backend.run(i)`` while the calling thread pulls and computes batch
+    i+1. It overlaps because layer 1 and the ctypes engine release the GIL, but the cpu engine
+    already uses every core, so it gains nothing there for arrays (measured 0.90-0.96x on 2
+    cores); it does help where producing a batch waits on I/O (a camera).
+``"none"``
+    one batch after the other.
+
+Scores are identical in every mode: the same functions run on the same batches, only in a
+different order in time. ``layer1`` is a callable ``layer1(images, out=None) -> packed``
+(:class:`pynq_bnn.host.layer1.FirstLayer`; wrap a plain function with
+:func:`pynq_bnn.host.layer1.writing_into`).
 """
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 import numpy as np
 
-__all__ = ["run_pipelined", "run_sequential", "overlap_mode"]
+__all__ = ["stream", "HostBatch", "BatchResult", "run_pipelined", "run_sequential",
+           "overlap_mode", "array_batches", "MODES"]
 
 MODES = ("auto", "submit", "thread", "none")
 
+Layer1 = Callable[..., np.ndarray]   # layer1(images, out=None) -> uint64 [n, S, S, C1/64]
+
+
+@dataclass
+class HostBatch:
+    """One batch for :func:`stream`: uint8 ``images [n, S, S, 3]`` and whatever the caller
+    wants back with its result (``context``: frame numbers, capture times, ...)."""
+
+    images: np.ndarray
+    context: Any = None
+
+
+@dataclass
+class BatchResult:
+    """What :func:`stream` yields per batch, in input order.
+
+    ``timings``: ``layer1`` (host seconds), ``wait`` (seconds blocked on the backend),
+    ``transfer`` and ``kernel`` (the backend's own split of its time).
+    """
+
+    batch: HostBatch
+    scores: np.ndarray
+    timings: Dict[str, float] = field(default_factory=dict)
+
 
 def overlap_mode(backend) -> str:
-    """What "auto" does: "submit" for backends with ``submit``/``wait`` (pynq, mock), else
-    "none" (the cpu backend: its engine already keeps every core busy)."""
-    if callable(getattr(backend, "submit", None)) and callable(getattr(backend, "wait", None)):
-        return "submit"
-    return "none"
-
-
-def _batch_size(backend, batch: Optional[int]) -> int:
-    limit = getattr(backend, "max_batch", None)
-    if batch is None:
-        batch = limit or 64
-    batch = int(batch)
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    return min(batch, int(limit)) if limit else batch
+    """What "auto" does: "submit" where the backend's work runs in the background (pynq,
+    mock), else "none" (the cpu backend: its engine already keeps every core busy)."""
+    return "submit" if backend.overlaps else "none"
 
 
 def _check_images(images) -> np.ndarray:
@@ -59,154 +85,204 @@ def _check_images(images) -> np.ndarray:
     return images
 
 
-def run_sequential(images, layer1: Callable[[np.ndarray], np.ndarray], backend,
-                   batch: Optional[int] = None, return_timings: bool = False):
-    """The plain path: per batch, layer 1 then ``backend.run``. Same arguments and result as
-    :func:`run_pipelined`."""
-    images = _check_images(images)
-    batch = _batch_size(backend, batch)
-    n = images.shape[0]
-    t = {"layer1": 0.0, "backend": 0.0}
-    out = None
-    t_all = time.perf_counter()
-    for s in range(0, n, batch):
+def _batch_size(backend, batch: Optional[int]) -> int:
+    limit = int(backend.max_batch)
+    if batch is None:
+        return limit
+    if isinstance(batch, bool) or int(batch) < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    return min(int(batch), limit)
+
+
+def array_batches(images: np.ndarray, batch: int) -> Iterator[HostBatch]:
+    """Slices of ``images`` of at most ``batch`` images (views, no copy); context = first index."""
+    for s in range(0, images.shape[0], batch):
+        yield HostBatch(images[s:s + batch], s)
+
+
+def _timed_layer1(layer1: Layer1, images: np.ndarray, out: Optional[np.ndarray],
+                  t: Dict[str, float]) -> np.ndarray:
+    t0 = time.perf_counter()
+    packed = layer1(images, out=out)
+    t["layer1"] = time.perf_counter() - t0
+    return packed
+
+
+def _backend_times(backend, t: Dict[str, float]) -> None:
+    t.update({k: float(v) for k, v in backend.last_timings.items() if k in ("transfer", "kernel")})
+
+
+def stream(batches: Iterable[HostBatch], layer1: Layer1, backend,
+           mode: str = "auto") -> Iterator[BatchResult]:
+    """Run each batch through layer 1 and the backend, overlapping as ``mode`` says.
+
+    Parameters
+    ----------
+    batches : iterable of HostBatch
+        Each of at most ``backend.max_batch`` images (1 or more). Pulled lazily: the next one
+        is asked for while the kernel runs the current one.
+    layer1 : callable
+        ``layer1(images, out=None)`` (see the module docstring).
+    backend : Backend
+        A loaded backend.
+    mode : str
+        "auto", "submit", "thread" or "none".
+
+    Yields
+    ------
+    BatchResult
+        In input order. If the consumer stops early (or an error propagates), batches still
+        in flight are waited for (their errors dropped), so the backend is left idle.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "auto":
+        mode = overlap_mode(backend)
+    if mode == "submit":
+        return _stream_submit(batches, layer1, backend)
+    if mode == "thread":
+        return _stream_thread(batches, layer1, backend)
+    return _stream_sequential(batches, layer1, backend)
+
+
+def _check_batch(b: HostBatch, backend) -> int:
+    n = int(b.images.shape[0])
+    if not 1 <= n <= backend.max_batch:
+        raise ValueError(f"a batch holds 1..{backend.max_batch} images (max_batch), got {n}")
+    return n
+
+
+def _stream_sequential(batches, layer1, backend) -> Iterator[BatchResult]:
+    for b in batches:
+        _check_batch(b, backend)
+        t: Dict[str, float] = {}
+        packed = _timed_layer1(layer1, b.images, None, t)
         t0 = time.perf_counter()
-        packed = layer1(images[s:s + batch])
-        t1 = time.perf_counter()
-        scores = np.asarray(backend.run(packed))
-        t["backend"] += time.perf_counter() - t1
-        t["layer1"] += t1 - t0
-        if out is None:
-            out = np.empty((n, scores.shape[1]), dtype=np.int32)
-        out[s:s + scores.shape[0]] = scores
-    t["total"] = time.perf_counter() - t_all
-    out = _no_images(images, layer1, backend) if out is None else out
-    return (out, t) if return_timings else out
+        scores = np.asarray(backend.run(packed), dtype=np.int32)
+        t["wait"] = time.perf_counter() - t0
+        _backend_times(backend, t)
+        yield BatchResult(b, scores, t)
 
 
-def _no_images(images, layer1, backend) -> np.ndarray:
-    """Scores of an empty batch, shaped by the backend (no kernel start)."""
-    return np.asarray(backend.run(layer1(images[:0])), dtype=np.int32)
+def _stream_submit(batches, layer1, backend) -> Iterator[BatchResult]:
+    """submit_into(i) ; next(i+1) ; layer1(i+1) into its DMA buffer ; submit(i+1) ; wait(i)."""
+    pending: list = []   # (HostBatch, submission, timings), oldest first
+    first_image = 0      # numbers images in the backend's error messages
+    try:
+        for b in batches:            # pulling the next batch overlaps the running kernel
+            n = _check_batch(b, backend)
+            t: Dict[str, float] = {}
+            sub = backend.submit_into(n, lambda view, b=b, t=t: _timed_layer1(layer1, b.images, view, t),
+                                      first_image)
+            first_image += n
+            pending.append((b, sub, t))
+            if len(pending) > 1:
+                yield _collect(backend, *pending.pop(0))
+        while pending:
+            yield _collect(backend, *pending.pop(0))
+    finally:
+        for _, sub, _t in pending:   # an error or an early stop: leave the accelerator idle
+            try:
+                backend.wait(sub)
+            except Exception:
+                pass
 
 
-def run_pipelined(images, layer1: Callable[[np.ndarray], np.ndarray], backend,
-                  batch: Optional[int] = None, mode: str = "auto",
-                  return_timings: bool = False):
-    """Integer scores of ``images``, layer 1 of the next batch overlapping the current one.
+def _collect(backend, b: HostBatch, sub, t: Dict[str, float]) -> BatchResult:
+    t0 = time.perf_counter()
+    scores = backend.wait(sub)
+    t["wait"] = time.perf_counter() - t0
+    _backend_times(backend, t)
+    return BatchResult(b, scores, t)
+
+
+def _stream_thread(batches, layer1, backend) -> Iterator[BatchResult]:
+    """backend.run(i) on a worker thread while this thread pulls and computes batch i+1."""
+
+    def run(packed):
+        scores = np.asarray(backend.run(packed), dtype=np.int32)
+        return scores, backend.last_timings   # last_timings is per thread: read it there
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pynq-bnn-pipeline") as pool:
+        prev: Optional[tuple] = None   # (HostBatch, future, timings)
+        try:
+            for b in batches:
+                _check_batch(b, backend)
+                t: Dict[str, float] = {}
+                packed = _timed_layer1(layer1, b.images, None, t)
+                if prev is not None:
+                    yield _result_of(*prev)
+                prev = (b, pool.submit(run, packed), t)
+            if prev is not None:
+                last, prev = prev, None
+                yield _result_of(*last)
+        finally:
+            if prev is not None:
+                prev[1].cancel()
+                try:
+                    prev[1].result()
+                except Exception:
+                    pass
+
+
+def _result_of(b: HostBatch, future: Future, t: Dict[str, float]) -> BatchResult:
+    t0 = time.perf_counter()
+    scores, lt = future.result()
+    t["wait"] = time.perf_counter() - t0
+    t.update({k: float(v) for k, v in lt.items() if k in ("transfer", "kernel")})
+    return BatchResult(b, scores, t)
+
+
+# ----------------------------------------------------------------------------- arrays
+
+def run_pipelined(images, layer1: Layer1, backend, batch: Optional[int] = None,
+                  mode: str = "auto", return_timings: bool = False):
+    """Integer scores of an image array through :func:`stream`.
 
     Parameters
     ----------
     images : numpy.ndarray
         uint8 ``[N, S, S, 3]`` (any N >= 0; the last batch may be shorter).
     layer1 : callable
-        ``uint8 [n, S, S, 3] -> uint64 [n, S, S, C1/64]``, e.g.
-        :class:`pynq_bnn.host.layer1.FirstLayer` ``(params)``. It must return a new
-        array per call (FirstLayer and ``first_layer.conv1_packed`` do).
+        ``layer1(images, out=None)``, e.g. :class:`pynq_bnn.host.layer1.FirstLayer` ``(params)``.
     backend : Backend
         A loaded backend (``open_backend(...)`` then ``load(params)``).
     batch : int, optional
-        Images per kernel start; default and upper bound ``backend.max_batch`` where the
-        backend has one (64 otherwise).
+        Images per kernel start; default and upper bound ``backend.max_batch``.
     mode : str
         "auto" (:func:`overlap_mode`), "submit", "thread" or "none" (= :func:`run_sequential`).
     return_timings : bool
-        Also return ``{"layer1": s, "wait": s, "total": s}``: host seconds in layer 1, seconds
-        blocked waiting for the backend, wall time.
+        Also return ``{"layer1": s, "wait": s, "transfer": s, "kernel": s, "total": s}``,
+        summed over batches (``total``: wall time).
 
     Returns
     -------
     numpy.ndarray
-        int32 ``[N, n_classes]``, identical to :func:`run_sequential`.
+        int32 ``[N, n_classes]``, identical in every mode.
 
     Raises
     ------
     Whatever layer 1 or the backend raises; batches still in flight are waited for (their
     errors dropped) before it propagates, so the backend is left idle and reusable.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
-    if mode == "auto":
-        mode = overlap_mode(backend)
-    if mode == "none":
-        return run_sequential(images, layer1, backend, batch, return_timings)
     images = _check_images(images)
     batch = _batch_size(backend, batch)
-    run = _run_submit if mode == "submit" else _run_thread
-    t: Dict[str, float] = {"layer1": 0.0, "wait": 0.0}
+    n = images.shape[0]
+    network = backend.network
+    n_classes = network.n_classes if network is not None else 0
+    out = np.empty((n, n_classes), dtype=np.int32)
+    t = {"layer1": 0.0, "wait": 0.0, "transfer": 0.0, "kernel": 0.0}
     t0 = time.perf_counter()
-    out = run(images, layer1, backend, batch, t)
+    for r in stream(array_batches(images, batch), layer1, backend, mode):
+        s = r.batch.context
+        out[s:s + r.scores.shape[0]] = r.scores
+        for k in t:
+            t[k] += r.timings.get(k, 0.0)
     t["total"] = time.perf_counter() - t0
-    out = _no_images(images, layer1, backend) if out is None else out
     return (out, t) if return_timings else out
 
 
-def _layer1(layer1, images, t) -> np.ndarray:
-    t0 = time.perf_counter()
-    packed = layer1(images)
-    t["layer1"] += time.perf_counter() - t0
-    return packed
-
-
-def _store(out, n, s, scores):
-    if out is None:
-        out = np.empty((n, scores.shape[1]), dtype=np.int32)
-    out[s:s + scores.shape[0]] = scores
-    return out
-
-
-def _run_submit(images, layer1, backend, batch, t):
-    """submit(i) ; layer1(i+1) ; submit(i+1) ; wait(i) -- one thread, two batches in flight."""
-    n = images.shape[0]
-    starts = list(range(0, n, batch))
-    if not starts:
-        return None
-    out = None
-    pending = []   # (first image, submission), oldest first
-    try:
-        pending.append((0, backend.submit(_layer1(layer1, images[:batch], t))))
-        for s in starts[1:]:
-            packed = _layer1(layer1, images[s:s + batch], t)   # the kernel runs meanwhile
-            pending.append((s, backend.submit(packed)))        # queued behind the running one
-            first, sub = pending.pop(0)
-            t0 = time.perf_counter()
-            scores = backend.wait(sub)                         # starts the queued batch
-            t["wait"] += time.perf_counter() - t0
-            out = _store(out, n, first, scores)
-        first, sub = pending.pop(0)
-        t0 = time.perf_counter()
-        out = _store(out, n, first, backend.wait(sub))
-        t["wait"] += time.perf_counter() - t0
-    finally:
-        for _, sub in pending:        # an error: leave the accelerator idle, buffers free
-            try:
-                backend.wait(sub)
-            except Exception:
-                pass
-    return out
-
-
-def _run_thread(images, layer1, backend, batch, t):
-    """backend.run(i) on a worker thread while this thread computes layer1(i+1)."""
-    n = images.shape[0]
-    starts = list(range(0, n, batch))
-    if not starts:
-        return None
-    out = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pynq-bnn-pipeline") as pool:
-        future = pool.submit(backend.run, _layer1(layer1, images[:batch], t))
-        prev = 0
-        try:
-            for s in starts[1:]:
-                packed = _layer1(layer1, images[s:s + batch], t)
-                t0 = time.perf_counter()
-                scores = np.asarray(future.result())
-                t["wait"] += time.perf_counter() - t0
-                out = _store(out, n, prev, scores)
-                future, prev = pool.submit(backend.run, packed), s
-            t0 = time.perf_counter()
-            out = _store(out, n, prev, np.asarray(future.result()))
-            t["wait"] += time.perf_counter() - t0
-        except BaseException:
-            future.cancel()
-            raise
-    return out
+def run_sequential(images, layer1: Layer1, backend, batch: Optional[int] = None,
+                   return_timings: bool = False):
+    """The plain path, one batch after the other: :func:`run_pipelined` with ``mode="none"``."""
+    return run_pipelined(images, layer1, backend, batch, "none", return_timings)

@@ -1,22 +1,33 @@
-"""The figures of ``pynq-bnn bench``: layer 1, driver overhead, pipeline overlap, HLS estimate.
+"""The figures of ``pynq-bnn bench``: stages, throughput per configuration, HLS estimate.
 
-    from pynq_bnn.tools.bench import bench_report
+    from pynq_bnn.tools.bench import bench_report, format_report
     report = bench_report(backend="mock", batch=64)     # a JSON-ready dict
+    print(format_report(report))
 
-* ``layer1``: :class:`~pynq_bnn.host.layer1.FirstLayer` on this CPU, ms per image.
-* ``driver_overhead`` (mock): what one :meth:`~pynq_bnn.backends.driver.Accelerator.run` costs the host
-  beyond the kernel (Python, register accesses, copies, flush/invalidate, score checks), with
-  the simulated kernel's own computation replaced by an immediate answer and its time
-  subtracted. On "pynq": the run's wall time minus the kernel's start..done time.
-* ``pipeline``: images/s sequential (layer 1 then the backend, per batch) and overlapped
-  (:func:`pynq_bnn.host.pipeline.run_pipelined`), against ``max(ARM, FPGA)`` (the best overlap can
-  do) and their sum (no overlap). On the mock the kernel takes ``latency_per_image`` of wall
-  time per image (default: the measured layer-1 time, so both sides are equal, the hardest
-  case for overlap); its scores come from a table precomputed on the CPU, read back through
-  the simulated DDR, so the figures are the driver's and the overlap's, not the simulator's.
+* ``throughput``: one images/s figure per configuration, each labelled with what it includes
+  and whether it is measured or modelled: sample PNG files -> labels (measured by the CLI,
+  passed in), decoded arrays -> scores sequentially, and the same with layer 1 of batch i+1
+  overlapped with layers 2..L of batch i (:func:`pynq_bnn.host.pipeline.run_pipelined`).
+* ``pipeline``: the sequential and overlapped passes in detail, against
+  ``max(host, backend)`` (the best overlap can do) and their sum (no overlap). "host" is
+  layer 1, "backend" is layers 2..L: the FPGA on "pynq", the native engine on "cpu" (which
+  shares the host's CPU cores, so overlap gains little there). On the **mock** the kernel's
+  time is **modelled from the HLS cycle estimate** (a fixed time per start plus a time per
+  image, fitted to the estimate's batch-1 and batch-16 figures; labelled so in every output)
+  and its scores come from a table precomputed on the CPU, read back through the simulated
+  DDR: the figures are those of the driver and the overlap against a modelled kernel, not a
+  measurement of any hardware. Without an estimate the mock's pipeline figures are not shown.
+* ``driver_overhead`` (mock): what one :meth:`~pynq_bnn.backends.driver.Accelerator.run` costs
+  the host beyond the kernel (Python, register accesses, copies, flush/invalidate, score
+  checks), with the simulated kernel's computation replaced by an immediate answer and its
+  time subtracted.
 * ``hls_cycle_estimate``: the kernel's cycle ESTIMATE (C-simulation loop counts, not a
   synthesis or board measurement), from ``hls_src/reports/cycle_estimate.json`` in a source
-  tree, else the copy shipped as ``pynq_bnn/data/cycle_estimate.json``.
+  tree, else the copy shipped as ``pynq_bnn/data/cycle_estimate.json``; printed in its own
+  block.
+
+The simulated kernel's computation is replaced through the simulator's plug-in (``compute``,
+:class:`pynq_bnn.backends.sim.kernel.KernelStart`) where it has one.
 
 Wall-clock figures depend on what else the machine runs; ratios taken in one process are the
 robust part.
@@ -48,6 +59,31 @@ CYCLE_ESTIMATE_DIRS = (
 #: The full model's estimate, in each of those folders; other topologies have their own
 #: ``cycle_estimate_<name>.json`` (``make -C hls_src estimate ESTIMATE_CASE=...``).
 CYCLE_ESTIMATE_PATHS = tuple(os.path.join(d, "cycle_estimate.json") for d in CYCLE_ESTIMATE_DIRS)
+
+#: The timed stages of one classify call, in pipeline order (ClassifyResult.timings keys).
+STAGE_ORDER = ("preprocess", "layer1", "transfer", "kernel", "post", "total")
+
+
+def stage_labels(backend: str, kernel: Optional[str] = None) -> Dict[str, str]:
+    """Names of the :data:`STAGE_ORDER` stages that say where each one runs on ``backend``."""
+    runs_on = {"pynq": "FPGA kernel", "mock": f"simulated kernel: {kernel or 'mock'}",
+               "cpu": kernel or "cpu engine"}.get(backend, kernel or backend)
+    return {
+        "preprocess": "preprocess (decode, resize; host)",
+        "layer1": "layer 1 (host)",
+        "transfer": {"pynq": "transfer (DMA buffers, cache flush)",
+                     "mock": "transfer (simulated DDR)"}.get(backend, "transfer"),
+        "kernel": f"layers 2..L ({runs_on})",
+        "post": "post (affine, argmax; host)",
+        "total": "total",
+    }
+
+
+def _pipeline_sides(backend: str) -> "tuple[str, str]":
+    """(what the host does, what the backend does) in the overlap figures."""
+    return "host (layer 1)", {"pynq": "FPGA (layers 2..L)",
+                              "mock": "modelled kernel (layers 2..L)",
+                              "cpu": "cpu engine (layers 2..L)"}.get(backend, "backend")
 
 
 # ----------------------------------------------------------------------------- HLS estimate
@@ -112,6 +148,31 @@ def cycle_estimate(path: Optional[str] = None, network=None) -> Optional[Dict[st
     return out
 
 
+def kernel_time_model(estimate: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The HLS estimate as ``per_start_s + per_image_s * n`` seconds for a start of ``n``.
+
+    Fitted exactly through the estimate's two smallest batch sizes (batch 1 and 16 in the
+    shipped estimates: the fixed part is mostly the weights streamed once per start). None
+    without an estimate of at least two batch sizes. A MODEL of an ESTIMATE: label it so.
+    """
+    if not estimate:
+        return None
+    points = sorted((int(k[5:-len("_ms_per_image")]), v) for k, v in estimate.items()
+                    if k.startswith("batch") and k.endswith("_ms_per_image")
+                    and isinstance(v, (int, float)) and v > 0)
+    if len(points) < 2:
+        return None
+    (b0, m0), (b1, m1) = points[:2]
+    t0, t1 = b0 * m0 / 1e3, b1 * m1 / 1e3          # seconds per start
+    per_image = (t1 - t0) / (b1 - b0)
+    per_start = t0 - per_image * b0
+    if per_image <= 0 or per_start < 0:
+        return None
+    return {"kind": "MODELLED from the HLS cycle ESTIMATE (not measured)",
+            "per_start_s": per_start, "per_image_s": per_image,
+            "fitted_to_batches": [b0, b1], "source": estimate.get("source")}
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def timed_rounds(fn: Callable[[], Any], min_time: float, rounds: int) -> list:
@@ -142,20 +203,49 @@ class _TableKernel:
     CPU); the inputs are read from simulated DDR at the address the driver wrote, so a missing
     flush still gives no answer (an unwritten, poisoned score the driver rejects). With
     ``table=None`` every score is 0 (a valid score for an even last-layer fan-in): an
-    immediate kernel. ``seconds`` accumulates the time spent here, to be subtracted.
+    immediate kernel. ``seconds`` is the host time the simulator spent on starts (to be
+    subtracted): its own ``host_seconds`` where it has the plug-in interface.
 
-    Relies on the contract of ``SimBnnKernel._execute(n) -> (abi_id, scores address,
-    scores or None)``.
+    Uses the simulator's plug-in (``sim.compute = fn(KernelStart)``) where it has one, else
+    the older contract ``SimBnnKernel._execute(n) -> (abi_id, scores address, scores or None)``.
     """
 
     def __init__(self, sim, network, table: Optional[dict]):
         self.sim = sim
         self.network = network
         self.table = table
-        self.seconds = 0.0
         self.calls = 0
-        self._original = sim._execute
-        sim._execute = self._execute
+        self._own = 0.0
+        self.plugin = hasattr(sim, "compute") and hasattr(sim, "host_seconds")
+        if self.plugin:
+            sim.compute = self._compute
+        else:
+            self._original = sim._execute
+            sim._execute = self._execute
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls = 0
+        self._own = 0.0
+        self._base = self.sim.host_seconds if self.plugin else 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.sim.host_seconds - self._base if self.plugin else self._own
+
+    def _scores(self, n: int, data: Optional[np.ndarray]):
+        scores = np.zeros((n, self.network.n_classes), dtype=np.int32)
+        if self.table is not None:
+            try:
+                for i in range(n):
+                    scores[i] = self.table[data[i].tobytes()]
+            except KeyError:
+                return None                         # unknown input: write nothing
+        return scores
+
+    def _compute(self, start):
+        self.calls += 1
+        return self._scores(start.n_images, start.inputs)
 
     def _execute(self, n: int):
         t0 = time.perf_counter()
@@ -164,17 +254,13 @@ class _TableKernel:
         scores_addr = args[abi.SCORES_LO] | (args[abi.SCORES_HI] << 32)
         if n == 0:                                  # the probe
             return self._original(n)
-        scores = np.zeros((n, self.network.n_classes), dtype=np.int32)
+        data = None
         if self.table is not None:
             words = self.network.input_words_per_image
             addr = args[abi.INPUT_LO] | (args[abi.INPUT_HI] << 32)
             data = sim.memory.read(addr, 8 * n * words).reshape(n, 8 * words)
-            try:
-                for i in range(n):
-                    scores[i] = self.table[data[i].tobytes()]
-            except KeyError:
-                scores = None                       # unknown input: write nothing
-        self.seconds += time.perf_counter() - t0
+        scores = self._scores(n, data)
+        self._own += time.perf_counter() - t0
         self.calls += 1
         return abi.ABI_ID, scores_addr, scores
 
@@ -246,7 +332,7 @@ def driver_overhead(params, batches=(1, 64), calls: int = 300, rounds: int = 5,
                     fn()
                 walls, cpus = [], []
                 for _ in range(rounds):
-                    stub.seconds, stub.calls = 0.0, 0
+                    stub.reset()
                     be.log.clear()
                     t0, c0 = time.perf_counter(), time.process_time()
                     for _ in range(calls):
@@ -269,17 +355,24 @@ def driver_overhead(params, batches=(1, 64), calls: int = 300, rounds: int = 5,
 def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: int = 4,
                      rounds: int = 5, latency_per_image: Optional[float] = None,
                      kernel_vs_layer1: float = 1.0, interrupt: bool = True,
-                     threads: int = 1, **backend_options) -> Dict[str, Any]:
-    """Sequential vs overlapped images/s, against max(ARM, FPGA) and ARM + FPGA.
+                     threads: int = 1, kernel_model: Optional[Dict[str, Any]] = None,
+                     **backend_options) -> Dict[str, Any]:
+    """Sequential vs overlapped images/s, against max(host, backend) and host + backend.
+
+    "host" is layer 1 (``arm_*`` keys: the ARM core on a board), "backend" layers 2..L
+    (``fpga_*`` keys: the FPGA on a board; the engine on "cpu"; the simulated kernel on "mock").
 
     Parameters
     ----------
     backend : str
         "mock" (simulated kernel latency), "pynq" (the board) or "cpu" (overlap by a thread,
         ``mode="thread"``, which "auto" does not choose for it).
+    kernel_model : dict, optional
+        Mock only: :func:`kernel_time_model` (``per_start_s``, ``per_image_s``), the simulated
+        kernel's time modelled from the HLS estimate. Takes precedence over the next two.
     latency_per_image : float, optional
         Mock only: seconds of simulated kernel time per image. Default: the measured layer-1
-        time per image times ``kernel_vs_layer1``.
+        time per image times ``kernel_vs_layer1`` (a synthetic ratio, for studying overlap).
     interrupt : bool
         Mock only: give the simulated IP its interrupt line (the overlays wire it).
     threads : int
@@ -300,12 +393,21 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
                             "layer1_threads": threads, "layer1_ms_per_image": round(1e3 * l1_s, 4)}
     options = dict(backend_options)
     stub = None
+    lat = fixed = 0.0
     if backend == "mock":
-        lat = l1_s * kernel_vs_layer1 if latency_per_image is None else float(latency_per_image)
-        info["simulated_kernel_ms_per_image"] = round(1e3 * lat, 4)
+        if kernel_model is not None:
+            fixed, lat = float(kernel_model["per_start_s"]), float(kernel_model["per_image_s"])
+            info["simulated_kernel"] = dict(kernel_model)
+        else:
+            lat = l1_s * kernel_vs_layer1 if latency_per_image is None else float(latency_per_image)
+            info["simulated_kernel"] = {"kind": "SYNTHETIC: layer-1 time x "
+                                                f"{kernel_vs_layer1}" if latency_per_image is None
+                                        else "given latency_per_image",
+                                        "per_start_s": 0.0, "per_image_s": lat}
+        info["simulated_kernel_ms_per_image"] = round(1e3 * (lat + fixed / batch), 4)
         info["interrupt"] = interrupt
         options.update(kernel="reference", max_batch=batch, interrupt=interrupt,
-                       faults={"latency_per_image": lat})
+                       faults={"latency_per_image": lat, "latency": fixed})
     elif backend == "pynq":
         options.setdefault("max_batch", batch)
     be = open_backend(backend, **options)
@@ -327,7 +429,7 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
         sim_s = 0.0
         for _ in range(rounds):                  # alternate: both see the same machine load
             if stub is not None:
-                stub.seconds = 0.0
+                stub.reset()
             c0 = time.process_time()
             s_scores, ts = run_sequential(images, layer1, be, batch, return_timings=True)
             ts["cpu"] = time.process_time() - c0
@@ -343,7 +445,7 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
     finally:
         be.close()
     arm = statistics.median(t["layer1"] for t in seq)
-    fpga = statistics.median(t["backend"] for t in seq)
+    fpga = statistics.median(t["wait"] for t in seq)
     t_seq = statistics.median(t["total"] for t in seq)
     t_pipe = statistics.median(t["total"] for t in pipe)
 
@@ -361,16 +463,16 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
         # layer 1, or the last kernel run): the best this pass length allows
         "bound_pipeline_images_per_s": round(n / (max(arm, fpga) + min(arm, fpga) / n_batches), 1),
         # ratios: each round's overlapped pass against the sequential pass just before it
-        "overlapped_vs_max": paired(lambda a, b: max(a["layer1"], a["backend"]) / b["total"]),
-        "overlapped_vs_sum": paired(lambda a, b: (a["layer1"] + a["backend"]) / b["total"]),
+        "overlapped_vs_max": paired(lambda a, b: max(a["layer1"], a["wait"]) / b["total"]),
+        "overlapped_vs_sum": paired(lambda a, b: (a["layer1"] + a["wait"]) / b["total"]),
         "overlapped_vs_sequential": paired(lambda a, b: a["total"] / b["total"]),
         "overlapped_vs_pipeline_bound": paired(
-            lambda a, b: (max(a["layer1"], a["backend"])
-                          + min(a["layer1"], a["backend"]) / n_batches) / b["total"]),
+            lambda a, b: (max(a["layer1"], a["wait"])
+                          + min(a["layer1"], a["wait"]) / n_batches) / b["total"]),
         # the same bound with the ARM time of the overlapped pass itself (on a shared machine
         # layer 1 runs slower when the process never sleeps: the scheduler's share drops)
         "overlapped_vs_max_same_pass": paired(
-            lambda a, b: max(b["layer1"], a["backend"]) / b["total"]),
+            lambda a, b: max(b["layer1"], a["wait"]) / b["total"]),
         # on a shared machine: the layer-1 time inside the overlapped passes, and the share
         # of a CPU the process got (CPU seconds / wall seconds) in each kind of pass
         "arm_ms_per_batch_in_overlapped": round(
@@ -387,7 +489,7 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
         # overhead plus the wake-up delay after waiting (tens of us on an idle Linux; many ms
         # for a niced process on a machine whose CPUs are all busy)
         info["fpga_beyond_latency_ms_per_batch"] = round(
-            1e3 * fpga / n_batches - 1e3 * lat * batch, 3)
+            1e3 * fpga / n_batches - 1e3 * (lat * batch + fixed), 3)
     if stub is not None:
         info["sim_kernel_cpu_ms_per_batch"] = round(1e3 * sim_s / rounds / n_batches, 4)
     return info

@@ -22,23 +22,23 @@ def _engine_name(isa: str) -> str:
 
 
 class CpuBackend(Backend):
-    """Runs the binary layers on the CPU; options for the hardware backends are ignored.
+    """Runs the binary layers on the CPU (options: :class:`pynq_bnn.backends.options.CpuOptions`).
 
     Parameters
     ----------
     engine : bool
         Use the native engine where it is available (default True).
+    max_batch : int
+        Images per :meth:`submit` (the pipeline's batch size); :meth:`run` takes any number.
     """
 
     name = "cpu"
 
-    def __init__(self, engine: bool = True, **ignored):
+    def __init__(self, engine: bool = True, max_batch: int = 64):
         super().__init__()
         self._use_engine = bool(engine)
-        self._params = None
+        self.max_batch = int(max_batch)
         self._engine = None
-        if ignored:
-            logger.debug("cpu backend ignores options %s", sorted(ignored))
 
     @property
     def kernel(self) -> str:
