@@ -7,7 +7,8 @@
 #   --quick     reuse DIR if its marker file says a complete build of this recipe is there
 #   --rootfs    where to build (default $PYNQ_BNN_ARM_ROOTFS, else /var/tmp/pynq-bnn-armhf);
 #               outside the repository: the tree is ~700 MB
-#   --minimal   no OpenBLAS (reference BLAS only); for the smoke test
+#   --minimal   only what install + one classification need (no OpenBLAS, pip, headers or
+#               CA certificates); for the smoke test
 #
 # Needs root (debootstrap, chroot, mount) and the Debian mirror. Installs its own host tools:
 # debootstrap, qemu-user-static (binfmt_misc runs armhf binaries in the chroot), qemu-user (the
@@ -43,9 +44,14 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-PACKAGES="python3 python3-pip python3-venv python3-dev gcc libc6-dev python3-numpy python3-pil \
-ca-certificates libblas3"
-[ "$MINIMAL" = 1 ] || PACKAGES="$PACKAGES libopenblas0-pthread"
+if [ "$MINIMAL" = 1 ]; then
+    # what `pip install` + one classification need: the venv (pip comes from python3-venv's
+    # wheel), a C compiler for the native engine, numpy (reference BLAS) and Pillow
+    PACKAGES="python3 python3-venv gcc libc6-dev python3-numpy python3-pil libblas3"
+else
+    PACKAGES="python3 python3-pip python3-venv python3-dev gcc libc6-dev python3-numpy \
+python3-pil ca-certificates libblas3 libopenblas0-pthread"
+fi
 # The marker records the recipe; --quick reuses the tree only if it matches.
 RECIPE="suite=$SUITE arch=armhf venv=/opt/pynq-venv packages=$(echo $PACKAGES)"
 MARKER="$ROOTFS/.pynq-bnn-rootfs"
@@ -108,6 +114,8 @@ mount -t sysfs sys "$ROOTFS/sys"
 mount --bind /dev "$ROOTFS/dev"
 mount --bind /dev/pts "$ROOTFS/dev/pts"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# no fsync per unpacked file: a throw-away tree, and dpkg under emulation is the slow part
+echo force-unsafe-io > "$ROOTFS/etc/dpkg/dpkg.cfg.d/pynq-bnn-unsafe-io"
 echo "deb $MIRROR $SUITE main" > "$ROOTFS/etc/apt/sources.list"
 
 log "apt-get install (emulated): $PACKAGES"

@@ -2,7 +2,7 @@
 # Guest instructions per host-side stage on an emulated Pynq-Z2 userland (armhf, Cortex-A9).
 #
 #   bash benchmarks/arm/run.sh [--quick] [--rootfs DIR] [--out FILE] [--no-reference-blas]
-#                              [--smoke]
+#                              [--smoke] [--minimal] [--ref GIT-REV]
 #
 # 1. builds the Debian bookworm armhf rootfs (build_rootfs.sh; --quick reuses a complete one),
 # 2. copies the working tree into it (tracked + untracked, not ignored) and installs it the way
@@ -20,9 +20,12 @@
 #    and once with the reference BLAS for the BLAS-bound stages,
 # 6. writes benchmarks/results/arm_stages.json (report.py) and prints a table.
 #
+# --ref REV: install the committed tree of REV (git archive) instead of the working tree (the
+#          default: tracked + untracked files as they are now, for testing uncommitted work).
+# --minimal: the smaller rootfs recipe of build_rootfs.sh (reference BLAS only).
 # --smoke: only install + one classification under emulation (no plugin, no report); exits
 #          non-zero if it fails. The CI smoke test (benchmarks/arm/ci_smoke.sh) uses it.
-# Needs root. Time: rootfs ~10-15 min the first time, then ~10 min per run (see PERFORMANCE.md).
+# Needs root. Time here: rootfs ~5.5 min the first time, then ~1.5 min per run (PERFORMANCE.md).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +36,7 @@ QUICK=()
 REFBLAS=1
 SMOKE=0
 MINIMAL=()
+REF=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=(--quick) ;;
@@ -41,7 +45,8 @@ while [ $# -gt 0 ]; do
         --no-reference-blas) REFBLAS=0 ;;
         --smoke) SMOKE=1 ;;
         --minimal) MINIMAL=(--minimal) ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --ref) REF="$2"; shift ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -64,6 +69,17 @@ mountpoint -q "$ROOTFS/sys" || mount -t sysfs sys "$ROOTFS/sys"
 mountpoint -q "$ROOTFS/dev" || mount --bind /dev "$ROOTFS/dev"
 mountpoint -q "$ROOTFS/dev/pts" || mount --bind /dev/pts "$ROOTFS/dev/pts"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"  # pip's build isolation fetches setuptools
+# pip's build isolation downloads setuptools>=61 (pyproject.toml) from PyPI. Where HTTPS goes
+# through a TLS-intercepting proxy (as on these build machines) the rootfs's Debian CA list
+# is not enough: hand pip the host's bundle (PIP_CERT). On an open network it changes nothing.
+PIP_CA=()
+for ca in "${PIP_CERT:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [ -n "$ca" ] && [ -f "$ca" ]; then
+        cp "$ca" "$ROOTFS/etc/ssl/certs/pynq-bnn-host-ca.crt"
+        PIP_CA=(PIP_CERT=/etc/ssl/certs/pynq-bnn-host-ca.crt)
+        break
+    fi
+done
 
 # Two host CPUs for everything in the chroot: the board's two A9 cores (the engine and
 # FirstLayer size their thread pools from the affinity mask).
@@ -76,19 +92,26 @@ in_chroot() { "${PIN[@]}" chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/local/bin:/
 
 # ---- 2. the package, as a board user installs it
 SRC=/home/xilinx/pynq-bnn
-log "copying the working tree to $ROOTFS$SRC"
 rm -rf "$ROOTFS$SRC"
 mkdir -p "$ROOTFS$SRC"
-(cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
-    | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done \
-    | tar --null -T - -cf -) | tar -xf - -C "$ROOTFS$SRC"
-COMMIT="$(cd "$REPO" && git rev-parse HEAD)"
-DIRTY="$(cd "$REPO" && git status --porcelain -- pynq_bnn setup.py MANIFEST.in | wc -l)"
+if [ -n "$REF" ]; then
+    log "copying $REF (git archive) to $ROOTFS$SRC"
+    (cd "$REPO" && git archive --format=tar "$REF") | tar -xf - -C "$ROOTFS$SRC"
+    COMMIT="$(cd "$REPO" && git rev-parse "$REF")"
+    DIRTY=0
+else
+    log "copying the working tree to $ROOTFS$SRC"
+    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
+        | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done \
+        | tar --null -T - -cf -) | tar -xf - -C "$ROOTFS$SRC"
+    COMMIT="$(cd "$REPO" && git rev-parse HEAD)"
+    DIRTY="$(cd "$REPO" && git status --porcelain -- pynq_bnn setup.py pyproject.toml MANIFEST.in | wc -l)"
+fi
 mkdir -p "$ROOTFS/opt/bench"
 log "pip install $SRC (in /opt/pynq-venv, emulated Cortex-A9)"
 T0=$(date +%s)
 in_chroot /opt/pynq-venv/bin/pip uninstall -y -q pynq-bnn >/dev/null 2>&1 || true
-in_chroot /opt/pynq-venv/bin/pip install -v --no-cache-dir "$SRC" > "$ROOTFS/opt/bench/pip_install.log" 2>&1 \
+in_chroot "${PIP_CA[@]}" /opt/pynq-venv/bin/pip install -v --no-cache-dir "$SRC" > "$ROOTFS/opt/bench/pip_install.log" 2>&1 \
     || { tail -40 "$ROOTFS/opt/bench/pip_install.log"; echo "pip install failed" >&2; exit 1; }
 T_INSTALL=$(( $(date +%s) - T0 ))
 log "installed in ${T_INSTALL} s"
@@ -146,7 +169,7 @@ if [ "$REFBLAS" = 1 ] && [ -e "$ROOTFS$REFDIR/libblas.so.3" ] \
     qemu_plugin /opt/bench/counts_refblas.json -E LD_LIBRARY_PATH=$REFDIR \
         /opt/pynq-venv/bin/python /opt/bench/stages.py --out /opt/bench/stages_refblas.json \
         --label "reference BLAS (LD_LIBRARY_PATH=$REFDIR)" \
-        --only "import_numpy,model_load,layer1*,classify_array,classify_png32"
+        --only "import_numpy,model_load,classify_one_array,layer1*,classify_array,classify_png32"
     RUNS+=(--run reference_blas "$ROOTFS/opt/bench/stages_refblas.json" "$ROOTFS/opt/bench/counts_refblas.json")
 fi
 

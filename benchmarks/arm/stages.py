@@ -12,7 +12,8 @@ Batch stages run once untimed (warm-up: buffers, lazy imports, first-call caches
 between markers, with a whole batch of ``--batch`` images (default 16) counted.
 
 Adding a stage is one entry in :func:`stage_table`: a name, what it does, how many images it
-covers, and a ``run`` callable taking the context. Look the code under test up through
+covers, and a ``run()`` closure over the context ``ctx`` (the Classifier, the inputs, the
+previous stages' outputs). Look the code under test up through
 :func:`find` (dotted names, first match wins), so a missing function skips the stage with a
 note in the JSON instead of crashing, whatever the package layout is.
 """
@@ -162,6 +163,38 @@ def stage_table(ctx):
     def engine():
         return clf.backend.run(ctx["packed"])
 
+    def batch1(fn):
+        return lambda: fn(ctx["images"][:1])
+
+    def layer1_parts():
+        """Today's FirstLayer algorithm step by step (its own buffers and kernel), one region
+        per step, so the share of each step is visible; Skip if FirstLayer changed shape."""
+        import numpy as np
+        fl = clf.layer1
+        for attr in ("_buffers", "_windows", "kernel", "size"):
+            if not hasattr(fl, attr):
+                raise Skip(f"clf.layer1 has no {attr} (not today's FirstLayer)")
+        images = ctx["images"]
+        n, s = images.shape[0], fl.size
+        pad, cols, acc, bits = fl._buffers(n)
+        inner = pad[:, 1:-1, 1:-1, :]
+        steps = [
+            ("scale", "x = 2p - 255 into the padded float32 buffer",
+             lambda: (np.multiply(images, np.float32(2.0), out=inner, dtype=np.float32,
+                                  casting="unsafe"), np.subtract(inner, np.float32(255.0),
+                                                                 out=inner))),
+            ("im2col", "27 taps per pixel into the [N*S*S, 28] matrix",
+             lambda: cols[..., :27].reshape(n, s, s, 3, 9).__setitem__(
+                 Ellipsis, fl._windows(pad))),
+            ("matmul", "float32 [N*S*S, 28] x [28, C1] (BLAS sgemm)",
+             lambda: np.matmul(cols.reshape(n * s * s, 28), fl.kernel, out=acc)),
+            ("compare", "acc >= 0 -> bool", lambda: np.greater_equal(acc, np.float32(0.0),
+                                                                      out=bits)),
+            ("packbits", "bool -> packed bits (little bit order)",
+             lambda: np.packbits(bits, axis=-1, bitorder="little")),
+        ]
+        return steps
+
     def classify(key):
         def run():
             r = clf.classify(ctx[key])
@@ -169,6 +202,7 @@ def stage_table(ctx):
             return r
         return run
 
+    ctx["_layer1_parts"] = layer1_parts
     return [
         ("preprocess_png32", "load_images: decode a 32x32 PNG file (no resize)", b,
          preprocess("png_paths")),
@@ -182,13 +216,26 @@ def stage_table(ctx):
          lambda: first_layer_threads(2)()),
         ("engine_binary_layers", "cpu backend run(): every binary layer, packed -> scores", b,
          engine),
+        ("layer1_batch1", "Classifier.layer1 on one image", 1, batch1(clf.layer1)),
+        ("engine_batch1", "cpu backend run() on one image's packed layer 1", 1,
+         lambda: clf.backend.run(ctx["packed"][:1])),
         ("classify_png32", "Classifier(backend='cpu').classify(16 PNG paths): everything", b,
          classify("png_paths")),
         ("classify_array", "Classifier.classify(uint8 [N,32,32,3] array): no decode", b,
          classify("images")),
         ("classify_jpeg640", "Classifier.classify(16 640x480 JPEG paths)", b,
          classify("jpeg_paths")),
+        # New implementations are one line each; find() skips them (with a note) until they
+        # exist, e.g. (names illustrative):
+        # ("layer1_native", "native fused layer 1", b,
+        #  lambda: find("pynq_bnn.backends.cpu.engine.Engine.layer1")(engine, ctx["images"])),
+        # ("preprocess_frame640_int", "integer area resize of a frame", b,
+        #  lambda: find("pynq_bnn.host.preprocess.resize_area")(ctx["frames"][0], 32)),
     ]
+
+
+def layer1_parts(ctx):
+    return ctx["_layer1_parts"]()
 
 
 def blas_libraries():
@@ -250,6 +297,29 @@ def main(argv=None):
     # ---- the batch stages
     for name, what, n, run in stage_table(ctx):
         h.region(name, run, n_images=n, what=what, warmup=True)
+    # ---- today's layer 1, step by step (same batch)
+    # (one BLAS thread, as FirstLayer sets during its calls: an idle OpenBLAS worker
+    # spin-waits, and spinning counts as instructions)
+    if h.wanted("layer1_part_*") or any(h.wanted("layer1_part_" + k) for k in
+                                        ("scale", "im2col", "matmul", "compare", "packbits")):
+        blas = None
+        try:
+            try:
+                blas = find("pynq_bnn.host.layer1.blas_thread_control",
+                            "pynq_bnn.fast_first_layer.blas_thread_control")()
+            except Skip:
+                blas = None
+            old_threads = blas[1]() if blas else None
+            if blas:
+                blas[0](1)
+            for step, what, run in layer1_parts(ctx):
+                h.region("layer1_part_" + step, run, n_images=args.batch, what=what,
+                         warmup=True, blas_threads=1 if blas else "not OpenBLAS")
+        except Skip as e:
+            h.regions.append({"name": "layer1_part_*", "status": "skipped", "note": str(e)})
+        finally:
+            if blas and old_threads is not None:
+                blas[0](old_threads)
 
     # ---- facts about this environment
     info = {"python": sys.version.split()[0], "platform_machine": platform.machine(),
