@@ -12,7 +12,7 @@ from PIL import Image
 from pynq_bnn.host import preprocess as pp
 from pynq_bnn.errors import ImageError
 
-from conftest import CIFAR_DIR
+from helpers import CIFAR_DIR
 
 SAMPLES = SAMPLES_DIR
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -45,11 +45,19 @@ def test_32x32_png_passes_through_exactly(tmp_path):
     np.testing.assert_array_equal(pp.load_image(io.BytesIO(open(path, "rb").read())), a)
 
 
-def test_pathlike_and_bytes_paths(tmp_path):
+def test_pathlike_paths_and_bytes_as_file_content(tmp_path):
     a = rgb(32, 32, 1)
     path = save(Image.fromarray(a), tmp_path / "a.png")
     np.testing.assert_array_equal(pp.load_image(tmp_path / "a.png"), a)
-    np.testing.assert_array_equal(pp.load_image(os.fsencode(path)), a)
+    # bytes are the encoded file, never a path (a bytes path goes through os.fsdecode)
+    data = open(path, "rb").read()
+    for blob in (data, bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(pp.load_image(blob), a)
+    np.testing.assert_array_equal(pp.load_image(os.fsdecode(os.fsencode(path))), a)
+    with raises_named("bytes #0", "not an image"):
+        pp.load_image(os.fsencode(path))
+    with raises_named("bytes #0", "empty"):
+        pp.load_image(b"")
 
 
 @pytest.mark.parametrize("shape,centre", [((32, 96), (slice(None), slice(32, 64))),
@@ -61,9 +69,11 @@ def test_centre_crop_without_resampling_when_the_short_side_fits(shape, centre):
 
 def test_resize_is_aspect_preserving_centre_crop():
     a = rgb(60, 100, seed=3)
-    from PIL import ImageOps
-    expected = np.asarray(ImageOps.fit(Image.fromarray(a), (32, 32), Image.LANCZOS))
-    np.testing.assert_array_equal(pp.load_image(a), expected)
+    # the centre 60 x 60 square (columns 20..79), area-averaged (tests/test_resize.py proves
+    # the average exact)
+    np.testing.assert_array_equal(pp.load_image(a), pp.fit_array(a[:, 20:80], 32))
+    np.testing.assert_array_equal(pp.load_image(a.transpose(1, 0, 2)),
+                                  pp.fit_array(a.transpose(1, 0, 2)[20:80], 32))
     # constant images stay constant at every scale
     for h, w in ((64, 64), (300, 17), (7, 9), (2000, 1500)):
         out = pp.load_image(np.full((h, w, 3), (10, 200, 99), np.uint8))
@@ -77,12 +87,25 @@ def test_large_jpeg_is_decoded_at_reduced_scale_without_visible_loss(tmp_path):
                   128 + 100 * np.sin(x / 50.0) * np.cos(y / 70.0)], -1).astype(np.uint8)
     path = save(Image.fromarray(a), tmp_path / "big.jpg", quality=95)
     out = pp.load_image(path)
-    from PIL import ImageOps
     with Image.open(path) as full:
         full.load()  # no draft: the full-resolution decode
-        ref = np.asarray(ImageOps.fit(full, (32, 32), Image.LANCZOS))
+        ref = pp.fit_array(np.asarray(full), 32)
     diff = np.abs(out.astype(int) - ref)
-    assert diff.mean() < 2 and diff.max() < 16
+    assert diff.mean() < 1 and diff.max() < 8
+
+
+@pytest.mark.parametrize("w,h,scale", [(640, 480, 8), (250, 250, 4), (256, 300, 8),
+                                       (100, 63, 1), (64, 1000, 2), (32, 32, 1)])
+def test_jpeg_draft_scale_is_the_largest_that_keeps_both_sides_at_least_size(tmp_path, w, h,
+                                                                            scale):
+    """The documented rule: the largest s in 1, 2, 4, 8 with s * size <= min(W, H)."""
+    assert scale == max(c for c in (1, 2, 4, 8) if c * 32 <= min(w, h))
+    path = save(Image.fromarray(rgb(h, w, seed=w)), tmp_path / "a.jpg", quality=90)
+    with Image.open(path) as img:
+        img.draft("RGB", (32, 32))
+        assert img.size == (-(-w // scale), -(-h // scale))
+        expected = pp.fit_array(np.asarray(img.convert("RGB")), 32)
+    np.testing.assert_array_equal(pp.load_image(path), expected)
 
 
 def test_size_parameter():

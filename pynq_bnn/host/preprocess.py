@@ -1,4 +1,4 @@
-"""Images in, network-sized uint8 RGB arrays out (Pillow on the ARM core or the host).
+"""Images in, network-sized uint8 RGB arrays out (Pillow decodes, numpy resizes exactly).
 
 Every input becomes ``uint8[size, size, 3]`` RGB (``size`` is the network's image side, 32 for
 CIFAR-10). Layer 1 then turns pixels ``p`` into ``2*p - 255`` (docs/FORMAT.md section 6).
@@ -6,6 +6,9 @@ CIFAR-10). Layer 1 then turns pixels ``p`` into ``2*p - 255`` (docs/FORMAT.md se
 Accepted inputs
 ---------------
 * a path (``str`` or ``os.PathLike``) or a binary file object opened for reading;
+* ``bytes`` / ``bytearray`` / ``memoryview``: the **encoded content** of an image file (what
+  ``open(path, "rb").read()`` or an HTTP upload gives), named ``"bytes #i"``. Bytes are never
+  taken as a path: pass ``os.fsdecode(p)`` or a ``pathlib.Path`` for a path held as bytes;
 * a :class:`PIL.Image.Image`;
 * a numpy ``uint8`` array ``H x W x 3`` (one RGB image of any size);
 * a numpy ``uint8`` array ``N x H x W x 3`` (a batch; ``N x size x size x 3`` passes through
@@ -15,6 +18,16 @@ Accepted inputs
 Numpy arrays must be ``uint8`` RGB. Float arrays are refused (there is no single convention
 for their range: 0..1, 0..255, mean-subtracted...); one holding NaN or infinity is refused
 with that reason. Convert with e.g. ``(x * 255).round().astype(np.uint8)`` yourself.
+
+File formats
+------------
+Files, file objects and bytes are opened only as one of :data:`RASTER_FORMATS` (PNG, JPEG
+and its multi-picture variant MPO, GIF, BMP, PPM/PGM/PBM, TIFF, WebP), whatever the file is
+called. Anything else Pillow could open is refused as "not an image file of an accepted
+format" before any plugin sees the data; in particular EPS/PS/PDF, which Pillow renders by
+running Ghostscript on the file's PostScript. A PIL image passed in that is not yet decoded
+(``Image.open`` without ``load()``) must also be of one of these formats; a decoded one is just
+pixels and is accepted whatever it was read from.
 
 Colour modes (files and PIL images)
 -----------------------------------
@@ -49,25 +62,36 @@ Animated files (GIF, APNG, WebP, multi-page TIFF) give their **first frame**. A 
 in directly gives the frame it is positioned at (it is not seeked). An EXIF orientation tag
 (photos from phones and cameras) is applied before cropping.
 
-Resizing
---------
-Aspect-preserving resize so that the shorter side becomes ``size``, then a centre crop to
-``size x size``. It is done in one step: the centre square of side ``min(W, H)`` of the source
-is resampled (Lanczos) to ``size x size``, so extreme aspect ratios (1 x 5000) and tiny images
-(1 x 1, upsampled) cost no more than ordinary ones. An image already ``size x size`` is not
-resampled: its pixels pass through exactly. Large JPEGs are decoded at a reduced DCT scale
-(Pillow's ``draft``) that still leaves at least ``2 * size`` pixels on the shorter side.
+Resizing (:func:`fit_array`, defined exactly in docs/FORMAT.md section 10)
+--------------------------------------------------------------------------
+The centre square of side ``s = min(W, H)`` (offsets ``(W - s) // 2``, ``(H - s) // 2``) is
+averaged down (or up) to ``size x size`` by an exact **area** (box) average: every output pixel
+is the mean of the source area it covers, with pixels cut by an output edge counted by the
+fraction inside, rounded half up. It is computed in integers with numpy (no float, no Pillow or
+OpenCV resampling), so it gives the same pixels on every platform and with every library
+version. An image whose shorter side is already ``size`` is only cropped; a ``size x size``
+image passes through byte for byte. Camera frames (numpy arrays) go straight into it.
+
+JPEG files are decoded by libjpeg at the **largest DCT scale (1/1, 1/2, 1/4, 1/8) that keeps
+both sides at least** ``size`` (Pillow's ``draft``): a 640 x 480 photo is decoded at 80 x 60,
+about half the decoder's work of a full decode (measured under ARM emulation, benchmarks/
+results/preprocess_arm.json). An 1/8-scale decode is itself an 8 x 8 block average, so the
+result stays close to the area average of the full-size picture (measured accuracy effect:
+benchmarks/results/preprocess_accuracy.json). The decoded pixels depend on the JPEG library
+(libjpeg-turbo versions can differ in the last bit); the crop and the resize never do.
 
 Failures
 --------
 Every failure raises :class:`pynq_bnn.errors.ImageError` whose message starts with the input's
-name (the path, ``"array #i"``, ``"image #i"``) and says what is wrong: missing path,
-directory, empty (zero-byte) file, not an image (e.g. a text file named ``.png``), truncated or
-corrupt data, more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (the decompression-bomb limit;
-enforced for files and PIL images, not for numpy arrays, which are already in memory),
-unsupported mode, wrong array shape or dtype, NaN/inf. Truncated files fail unless the program
-has set Pillow's global ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True``, in which case Pillow
-(and so pynq-bnn) fills the missing part with grey; pynq-bnn never sets it.
+name (the path, ``"array #i"``, ``"image #i"``, ``"bytes #i"``, ``"file #i"``) and says what is
+wrong: missing path, a NUL character in the path, directory, empty (zero-byte) file, not an
+image or not an accepted format (e.g. a text or EPS file named ``.png``), truncated or corrupt
+data, more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (the decompression-bomb limit; enforced
+for files and PIL images, not for numpy arrays, which are already in memory), unsupported mode,
+wrong array shape or dtype, NaN/inf. In :func:`load_items` (and so ``Classifier.classify_many``)
+a bad item, whatever went wrong with it, costs its own result only. Truncated files fail unless
+the program has set Pillow's global ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True``, in which
+case Pillow (and so pynq-bnn) fills the missing part with grey; pynq-bnn never sets it.
 
 The decompression-bomb warning is turned into an error with ``warnings.catch_warnings``,
 which is process-global in Python < 3.14; the explicit pixel-count check before decoding
@@ -75,6 +99,8 @@ makes the limit hold even when another thread changes the warning filters.
 """
 from __future__ import annotations
 
+import importlib
+import io
 import logging
 import os
 import stat
@@ -87,15 +113,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
 
-__all__ = ["DEFAULT_SIZE", "LoadedItem", "load_image", "load_images", "load_items", "to_rgb",
-           "fit", "ImageError"]
+__all__ = ["DEFAULT_SIZE", "RASTER_FORMATS", "LoadedItem", "load_image", "load_images",
+           "load_items", "decode_image", "to_rgb", "fit", "fit_array", "ImageError"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 32
 """The CIFAR-10 network's input side in pixels."""
 
-_RESAMPLE = getattr(Image, "Resampling", Image).LANCZOS  # Pillow >= 9.1 has Image.Resampling
+RASTER_FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "PPM", "TIFF", "WEBP")
+"""Pillow format names that files are opened as (PPM covers PGM and PBM); nothing else."""
+
+# the Pillow plugin module of each, imported only when a file is not one of the formats that
+# Pillow registers at start-up (PNG, JPEG, GIF, BMP, PPM)
+_PLUGINS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "MPO": "MpoImagePlugin",
+            "GIF": "GifImagePlugin", "BMP": "BmpImagePlugin", "PPM": "PpmImagePlugin",
+            "TIFF": "TiffImagePlugin", "WEBP": "WebPImagePlugin"}
+_JPEG = ("JPEG", "MPO")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "RGBa", "La", "PA")
 _EXIF_ORIENTATION = 0x0112
@@ -105,8 +139,9 @@ _EXIF_ORIENTATION = 0x0112
 class LoadedItem:
     """One input after loading: ``image`` (``uint8[size, size, 3]``) or ``error``, never both.
 
-    ``name`` is the path, ``"array #i"``, ``"image #i"`` or ``"file #i"`` (``i``: position in
-    the input list; a 4-D batch gives ``"array #j"``, or ``"array #i[j]"`` inside a list).
+    ``name`` is the path, ``"array #i"``, ``"image #i"``, ``"bytes #i"``, ``"file #i"`` or
+    ``"item #i"`` (``i``: position in the input list; a 4-D batch gives ``"array #j"``, or
+    ``"array #i[j]"`` inside a list).
     """
 
     name: str
@@ -118,11 +153,148 @@ class LoadedItem:
         return self.error is None
 
 
-# ----------------------------------------------------------------------------- PIL images
-
 def _fail(name: str, problem: str) -> ImageError:
     return ImageError(f"{name}: {problem}")
 
+
+def _describe(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# ----------------------------------------------------------------------------- resizing
+
+def _sum_dtype(bound: int):
+    """The unsigned dtype that holds integers up to ``bound``."""
+    return np.uint16 if bound <= 0xFFFF else np.uint32 if bound <= 0xFFFFFFFF else np.uint64
+
+
+def _along(axis: int, index) -> tuple:
+    return (slice(None),) * axis + (index,)
+
+
+def _area_sums(a: np.ndarray, n: int, axis: int, vmax: int) -> Tuple[np.ndarray, int]:
+    """Area-weighted sums of ``a`` (values <= ``vmax``) along ``axis``, ``s >= n`` -> ``n``.
+
+    Source pixel ``i`` spans ``[i*n, (i+1)*n)`` and output pixel ``j`` spans ``[j*s, (j+1)*s)``
+    on a line of ``n*s`` units; the weight of ``i`` in ``j`` is the length of the overlap, an
+    integer in ``[0, n]``. Returns ``(T, w)``: the exact sums ``T[j] = sum_i weight * a[i]``
+    divided by the common factor ``w`` of all weights (``n`` when ``n`` divides ``s``, as for a
+    640 x 480 frame: then every weight is 0 or ``n`` and ``T`` is a plain box sum), so the
+    weights of one output sum to ``s / w``.
+    """
+    s = a.shape[axis]
+    k, rem = divmod(s, n)
+    shape = a.shape[:axis] + (n, k) + a.shape[axis + 1:]
+    run_dtype = _sum_dtype((k + 1) * vmax)
+    if rem == 0:
+        # every output covers exactly k whole pixels: a strided view, no gather
+        return a.reshape(shape).sum(axis=axis + 1, dtype=run_dtype), n
+    # output j starts inside pixel r[j] at offset f[j] (units); its run r[j] .. r[j+1]-1 holds
+    # k or k + 1 pixels: sum the first k of each run, then add the (k+1)-th where there is one
+    r, f = np.divmod(np.arange(n + 1) * s, n)
+    first = (r[:n, None] + np.arange(k)).ravel()
+    seg = np.take(a, first, axis=axis).reshape(shape).sum(axis=axis + 1, dtype=run_dtype)
+    long_runs = np.flatnonzero(r[1:] - r[:n] > k)
+    if long_runs.size:
+        seg[_along(axis, long_runs)] += np.take(a, r[long_runs] + k, axis=axis)
+    dtype = _sum_dtype((s + 2 * n) * vmax)  # the largest intermediate below
+    t = seg.astype(dtype)
+    t *= dtype(n)
+    # a pixel cut by boundary j gives f[j] units to output j-1 and n - f[j] to output j
+    cut = np.flatnonzero(f[1:n]) + 1
+    if cut.size:
+        weight = f[cut].astype(dtype).reshape((-1,) + (1,) * (a.ndim - axis - 1))
+        part = np.take(a, r[cut], axis=axis).astype(dtype) * weight
+        t[_along(axis, cut - 1)] += part
+        t[_along(axis, cut)] -= part  # never below 0: output j counted n * a[r[j]] in full
+    return t, 1
+
+
+def _round_div(total: np.ndarray, d: int) -> np.ndarray:
+    """``floor(total / d + 1/2)`` (round half up), exactly, as uint8."""
+    dtype = _sum_dtype(int(total.max(initial=0)) + d // 2)
+    q = total.astype(dtype, copy=True) if total.dtype != dtype else total
+    q += dtype(d // 2)
+    q //= dtype(d)
+    return q.astype(np.uint8)
+
+
+def _area_down(q: np.ndarray, n: int) -> np.ndarray:
+    """``uint8[s, s, C]`` with ``s > n`` -> ``uint8[n, n, C]``, exact area average."""
+    s, _, c = q.shape
+    rows = q.reshape(s, s * c)  # a view when each row is contiguous (a centre crop is)
+    t, w1 = _area_sums(rows, n, 0, 255)                                   # [n, s * c]
+    u, w2 = _area_sums(t.reshape(n, s, c), n, 1, 255 * (s // w1 + 1))     # [n, n, c]
+    # weights of one output pixel sum to (s / w1) * (s / w2)
+    return _round_div(u, (s // w1) * (s // w2))
+
+
+def _area_up(q: np.ndarray, n: int) -> np.ndarray:
+    """``uint8[s, s, C]`` with ``s < n`` (tiny images) -> ``uint8[n, n, C]``, same definition.
+
+    Each output covers at most two source pixels; the dense ``n x s`` weight matrix is small.
+    """
+    s = q.shape[0]
+    i = np.arange(s)
+    j = np.arange(n)[:, None]
+    weights = np.clip(np.minimum((i + 1) * n, (j + 1) * s) - np.maximum(i * n, j * s), 0, None)
+    t = np.einsum("ji,ilc->jlc", weights, q.astype(np.int64))
+    u = np.einsum("jlc,kl->jkc", t, weights)
+    return _round_div(u.astype(np.uint64), s * s)
+
+
+def fit_array(a: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
+    """Centre square, then the exact integer area resize to ``size x size`` (docs/FORMAT.md 10).
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        ``uint8`` ``H x W x C`` (any channel count; channels are independent) or ``H x W``.
+    size : int
+        Output side.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8[size, size, C]`` (or ``[size, size]``), a new contiguous array, except that an
+        image that is already ``size x size`` and contiguous is returned as is.
+
+    Raises
+    ------
+    ImageError
+        ``a`` is not a uint8 2-D or 3-D array with pixels.
+    ValueError
+        ``size < 1``.
+    """
+    a = np.asarray(a)
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or 0 in a.shape:
+        raise _fail("array", f"{a.dtype} array of shape {a.shape} is not a uint8 H x W [x C] "
+                             "image with pixels")
+    if int(size) != size or size < 1:
+        raise ValueError(f"size must be an integer >= 1, got {size!r}")
+    size = int(size)
+    h, w = a.shape[:2]
+    if h == w == size:
+        return np.ascontiguousarray(a)
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    q = a[top:top + s, left:left + s]
+    if s == size:
+        return np.ascontiguousarray(q)
+    q3 = q if q.ndim == 3 else q[:, :, None]
+    out = _area_down(q3, size) if s > size else _area_up(q3, size)
+    return out if q.ndim == 3 else out[:, :, 0]
+
+
+def fit(img: Image.Image, size: int = DEFAULT_SIZE) -> Image.Image:
+    """:func:`fit_array` for a PIL RGB image (returned unchanged when already ``size x size``)."""
+    if img.size == (size, size):
+        return img
+    return Image.fromarray(fit_array(np.asarray(img), size), img.mode)
+
+
+# ----------------------------------------------------------------------------- PIL images
 
 def _check_pixels(img: Image.Image, name: str) -> None:
     """The decompression-bomb limit, checked before any pixel is decoded."""
@@ -141,15 +313,15 @@ def _scale16(values: np.ndarray) -> np.ndarray:
     return ((v * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _grey_to_rgb(grey: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2), "RGB")
+def _grey3(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def _composite_on_white(rgba: Image.Image) -> Image.Image:
+def _composite_on_white(rgba: Image.Image) -> np.ndarray:
     a = np.asarray(rgba, dtype=np.uint8).astype(np.uint32)
     alpha = a[:, :, 3:4]
     rgb = (a[:, :, :3] * alpha + 255 * (255 - alpha) + 127) // 255
-    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    return rgb.astype(np.uint8)
 
 
 def _lab_to_rgb(img: Image.Image, name: str) -> Image.Image:
@@ -162,6 +334,36 @@ def _lab_to_rgb(img: Image.Image, name: str) -> Image.Image:
         raise _fail(name, f"cannot convert a LAB image to RGB ({type(e).__name__}: {e})") from None
 
 
+def _rgb_array(img: Image.Image, name: str) -> np.ndarray:
+    """A loaded PIL image of any mode -> ``uint8[H, W, 3]`` RGB (possibly read-only)."""
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img)
+    if mode in _SIXTEEN_BIT:
+        return _grey3(_scale16(np.asarray(img)))
+    if mode == "I":
+        return _grey3(_scale16(np.clip(np.asarray(img), 0, 65535)))
+    if mode == "F":
+        raise _fail(name, "32-bit float image (mode F) is not supported: its value range is "
+                          "undefined; convert it to 8-bit first")
+    if mode in ("L", "1"):
+        return _grey3(np.asarray(img.convert("L") if mode == "1" else img))
+    if mode == "P":
+        # An RGBA palette or a transparency entry means alpha; compositing an opaque image
+        # on white changes nothing, so always go through RGBA.
+        return _composite_on_white(img.convert("RGBA"))
+    if mode in _ALPHA_MODES:
+        if mode == "La":   # Pillow converts premultiplied La only to LA
+            img = img.convert("LA")
+        return _composite_on_white(img if mode == "RGBA" else img.convert("RGBA"))
+    if mode == "LAB":
+        return np.asarray(_lab_to_rgb(img, name))
+    try:
+        return np.asarray(img.convert("RGB"))
+    except (ValueError, OSError) as e:
+        raise _fail(name, f"cannot convert mode {mode!r} to RGB ({e})") from None
+
+
 def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:
     """Convert a loaded PIL image of any mode to RGB, as the module docstring describes.
 
@@ -170,42 +372,9 @@ def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:
     ImageError
         The mode is ``F`` (float) or cannot be converted.
     """
-    mode = img.mode
-    if mode == "RGB":
+    if img.mode == "RGB":
         return img
-    if mode in _SIXTEEN_BIT:
-        return _grey_to_rgb(_scale16(np.asarray(img)))
-    if mode == "I":
-        return _grey_to_rgb(_scale16(np.clip(np.asarray(img), 0, 65535)))
-    if mode == "F":
-        raise _fail(name, "32-bit float image (mode F) is not supported: its value range is "
-                          "undefined; convert it to 8-bit first")
-    if mode == "P":
-        # An RGBA palette or a transparency entry means alpha; compositing an opaque image
-        # on white changes nothing, so always go through RGBA.
-        return _composite_on_white(img.convert("RGBA"))
-    if mode in _ALPHA_MODES:
-        return _composite_on_white(img if mode == "RGBA" else img.convert("RGBA"))
-    if mode == "LAB":
-        return _lab_to_rgb(img, name)
-    try:
-        return img.convert("RGB")
-    except (ValueError, OSError) as e:
-        raise _fail(name, f"cannot convert mode {mode!r} to RGB ({e})") from None
-
-
-def fit(img: Image.Image, size: int = DEFAULT_SIZE) -> Image.Image:
-    """Aspect-preserving resize (shorter side -> ``size``) and centre crop, in one resample.
-
-    ``img`` must be RGB. An image that is already ``size x size`` is returned unchanged.
-    """
-    w, h = img.size
-    if (w, h) == (size, size):
-        return img
-    side = min(w, h)
-    left = (w - side) / 2.0
-    top = (h - side) / 2.0
-    return img.resize((size, size), _RESAMPLE, box=(left, top, left + side, top + side))
+    return Image.fromarray(np.ascontiguousarray(_rgb_array(img, name)), "RGB")
 
 
 def _orient(img: Image.Image) -> Image.Image:
@@ -219,15 +388,26 @@ def _orient(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img)
 
 
-def _from_pil(img: Image.Image, name: str, size: int) -> np.ndarray:
-    """Decode (if lazy), orient, convert and fit a PIL image; wraps every failure."""
+def _undecoded_foreign(img: Image.Image) -> Optional[str]:
+    """The format of a PIL image whose pixels a non-raster plugin has yet to produce."""
+    fmt = getattr(img, "format", None)
+    if fmt and fmt.upper() not in RASTER_FORMATS and getattr(img, "tile", None):
+        return fmt
+    return None
+
+
+def _decode_pil(img: Image.Image, name: str) -> np.ndarray:
+    """Decode (if lazy), orient and convert a PIL image: ``uint8[H, W, 3]``; wraps failures."""
+    foreign = _undecoded_foreign(img)
+    if foreign:
+        raise _fail(name, f"a not yet decoded {foreign} image is not accepted (decoding it may "
+                          f"run an external program); accepted: {', '.join(RASTER_FORMATS)}, "
+                          "or any image already load()-ed")
     _check_pixels(img, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-    except ImageError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise _fail(name, f"decompression bomb refused ({e})") from None
     except MemoryError:
@@ -235,60 +415,115 @@ def _from_pil(img: Image.Image, name: str, size: int) -> np.ndarray:
     except Exception as e:  # Pillow decoders raise OSError, SyntaxError, ValueError, ...
         raise _fail(name, f"truncated or corrupt image data ({_describe(e)})") from None
     try:
-        rgb = to_rgb(_orient(img), name)
-        out = np.asarray(fit(rgb, size), dtype=np.uint8)
+        return _rgb_array(_orient(img), name)
     except ImageError:
         raise
     except MemoryError:
         raise _fail(name, "out of memory while converting") from None
     except Exception as e:
-        raise _fail(name, f"cannot convert or resize ({_describe(e)})") from None
-    return np.ascontiguousarray(out.reshape(size, size, 3))
+        raise _fail(name, f"cannot convert ({_describe(e)})") from None
 
 
-def _describe(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+def _from_pil(img: Image.Image, name: str, size: int) -> np.ndarray:
+    return _fit_checked(_decode_pil(img, name), name, size)
 
 
 # ----------------------------------------------------------------------------- files
 
-def _decode_file(fp, name: str, size: int) -> np.ndarray:
-    """Open, check, decode (first frame), convert and fit an image file object."""
+_more_plugins_tried = False
+
+
+def _allowed_formats() -> List[str]:
+    """The accepted formats Pillow has registered now (never makes it import more plugins)."""
+    Image.preinit()
+    return [f for f in RASTER_FORMATS if f in Image.OPEN]
+
+
+def _register_more_plugins() -> bool:
+    """Import the accepted formats' plugins not registered yet (once); True if any is new."""
+    global _more_plugins_tried
+    if _more_plugins_tried:
+        return False
+    _more_plugins_tried = True
+    before = set(Image.OPEN)
+    for fmt, module in _PLUGINS.items():
+        if fmt not in Image.OPEN:
+            try:
+                importlib.import_module("PIL." + module)
+            except Exception as e:  # e.g. WebP without libwebp: that format stays unavailable
+                log.debug("Pillow plugin %s unavailable: %s", module, e)
+    return bool(set(Image.OPEN) - before)
+
+
+def _open_raster(fp, name: str) -> Image.Image:
+    """``Image.open`` restricted to :data:`RASTER_FORMATS`; every failure an ImageError.
+
+    Only formats already registered are passed, so Pillow never imports every plugin (and
+    never tries a format outside the list); the rest of the list is imported once, the first
+    time a file is none of the start-up formats.
+    """
+    for retry in (False, True):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                return Image.open(fp, formats=_allowed_formats())
+        except UnidentifiedImageError:
+            if not retry and _register_more_plugins():
+                continue
+            raise _fail(name, "not an image file of an accepted format ("
+                              + ", ".join(RASTER_FORMATS) + ")") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise _fail(name, f"decompression bomb refused ({e})") from None
+        except MemoryError:
+            raise _fail(name, "out of memory while opening") from None
+        except Exception as e:  # OSError, SyntaxError, struct.error, ... from a corrupt header
+            raise _fail(name, f"corrupt image header ({_describe(e)})") from None
+    raise AssertionError("unreachable")
+
+
+def _seekable(fp) -> bool:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-    except UnidentifiedImageError:
-        raise _fail(name, "not an image file (Pillow cannot identify the format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise _fail(name, f"decompression bomb refused ({e})") from None
-    except MemoryError:
-        raise _fail(name, "out of memory while opening") from None
-    except Exception as e:  # OSError, SyntaxError, struct.error, ... from a corrupt header
-        raise _fail(name, f"corrupt image header ({_describe(e)})") from None
+        return bool(fp.seekable())
+    except Exception:
+        return False
+
+
+def _decode_file(fp, name: str, size: Optional[int]) -> np.ndarray:
+    """Open, check and decode (first frame) an image file object: ``uint8[H, W, 3]`` RGB.
+
+    ``size`` (the output side the caller will fit to) lets JPEGs decode at a reduced DCT
+    scale that keeps both sides >= ``size``; ``None`` decodes at full resolution.
+    """
+    if not _seekable(fp):  # _open_raster may need to read it twice
+        try:
+            fp = io.BytesIO(fp.read())
+        except Exception as e:
+            raise _fail(name, f"cannot read ({_describe(e)})") from None
+    img = _open_raster(fp, name)
     with img:
         _check_pixels(img, name)
         try:
             if getattr(img, "is_animated", False):
                 img.seek(0)  # documented: animated files give their first frame
-            if img.format == "JPEG":
-                img.draft(img.mode, (2 * size, 2 * size))
+            if size is not None and img.format in _JPEG:
+                img.draft(img.mode, (size, size))
         except Exception as e:
             raise _fail(name, f"truncated or corrupt image data ({_describe(e)})") from None
-        return _from_pil(img, name, size)
+        return _decode_pil(img, name)
 
 
-def _load_path(path, size: int) -> np.ndarray:
+def _load_path(path, size: Optional[int]) -> np.ndarray:
     name = os.fspath(path)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
+    if "\0" in name:
+        raise _fail(name, "the path contains a NUL character")
     try:
         st = os.stat(name)
     except FileNotFoundError:
         raise _fail(name, "no such file") from None
-    except OSError as e:
-        raise _fail(name, f"cannot access ({e.strerror or e})") from None
+    except (OSError, ValueError) as e:
+        raise _fail(name, f"cannot access ({getattr(e, 'strerror', None) or e})") from None
     if stat.S_ISDIR(st.st_mode):
         raise _fail(name, "is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):
@@ -303,8 +538,14 @@ def _load_path(path, size: int) -> np.ndarray:
         return _decode_file(f, name, size)
 
 
-def _is_path(x) -> bool:
-    return isinstance(x, (str, bytes, os.PathLike))
+def _decode_data(data, name: str, size: Optional[int]) -> np.ndarray:
+    data = bytes(data)
+    if not data:
+        raise _fail(name, "empty (0 bytes)")
+    return _decode_file(io.BytesIO(data), name, size)
+
+
+_DATA = (bytes, bytearray, memoryview)
 
 
 def _is_file(x) -> bool:
@@ -338,13 +579,10 @@ def _check_array(a: np.ndarray, name: str, batch_ok: bool = True) -> None:
         raise _fail(name, f"dtype {a.dtype} is not accepted (expected uint8 pixels 0..255)")
 
 
-def _fit_array(a: np.ndarray, name: str, size: int) -> np.ndarray:
+def _fit_checked(a: np.ndarray, name: str, size: int) -> np.ndarray:
     """One checked uint8 H x W x 3 array -> uint8[size, size, 3]."""
-    if a.shape[:2] == (size, size):
-        return np.ascontiguousarray(a)
     try:
-        img = Image.fromarray(np.ascontiguousarray(a), "RGB")
-        return np.ascontiguousarray(np.asarray(fit(img, size), dtype=np.uint8))
+        return fit_array(a, size)
     except MemoryError:
         raise _fail(name, "out of memory while resizing") from None
 
@@ -352,7 +590,8 @@ def _fit_array(a: np.ndarray, name: str, size: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- public API
 
 def _split(x, start: int = 0) -> List[Tuple[str, str, Any]]:
-    """Flatten an input into ``(name, kind, object)`` items; kind: path, file, pil, array, batch."""
+    """Flatten an input into ``(name, kind, object)`` items; kind: path, file, data, pil,
+    array, batch or bad."""
     if isinstance(x, (list, tuple)):
         out = []
         for i, item in enumerate(x):
@@ -365,9 +604,14 @@ def _split(x, start: int = 0) -> List[Tuple[str, str, Any]]:
 
 
 def _split_one(x, i: int) -> List[Tuple[str, str, Any]]:
-    if _is_path(x):
-        name = os.fsdecode(os.fspath(x))
-        return [(name, "path", x)]
+    if isinstance(x, (str, os.PathLike)):
+        try:
+            p = os.fspath(x)
+        except Exception as e:  # a PathLike whose __fspath__ fails
+            return [(f"item #{i}", "bad", f"not a usable path ({_describe(e)})")]
+        return [(os.fsdecode(p), "path", p)]
+    if isinstance(x, _DATA):
+        return [(f"bytes #{i}", "data", x)]
     if isinstance(x, Image.Image):
         return [(f"image #{i}", "pil", x)]
     if isinstance(x, np.ndarray):
@@ -376,35 +620,51 @@ def _split_one(x, i: int) -> List[Tuple[str, str, Any]]:
         return [(f"array #{i}", "array", x)]
     if _is_file(x):
         return [(_file_name(x, i), "file", x)]
-    return [(f"item #{i}", "bad", f"unsupported input type {type(x).__name__} "
-                                  "(expected a path, PIL image or uint8 numpy array)")]
+    return [(f"item #{i}", "bad", f"unsupported input type {type(x).__name__} (expected a path, "
+                                  "bytes, a file object, a PIL image or a uint8 numpy array)")]
 
 
-def _load(name: str, kind: str, obj, size: int) -> np.ndarray:
-    if kind == "path":
-        return _load_path(obj, size)
-    if kind == "file":
-        return _decode_file(obj, name, size)
-    if kind == "pil":
-        return _from_pil(obj, name, size)
-    if kind == "array":
-        _check_array(obj, name, batch_ok=False)
-        return _fit_array(obj, name, size)
-    raise _fail(name, obj)
+def _load(name: str, kind: str, obj, size: Optional[int]) -> np.ndarray:
+    """One item -> ``uint8[size, size, 3]`` (``size=None``: full-size RGB, for decode_image).
+
+    Raises only ImageError: whatever else goes wrong with this item is wrapped, so that in a
+    list it costs this item's result and no other.
+    """
+    try:
+        if kind == "array":
+            _check_array(obj, name, batch_ok=False)
+            return obj if size is None else _fit_checked(obj, name, size)
+        if kind == "path":
+            a = _load_path(obj, size)
+        elif kind == "file":
+            a = _decode_file(obj, name, size)
+        elif kind == "data":
+            a = _decode_data(obj, name, size)
+        elif kind == "pil":
+            a = _decode_pil(obj, name)
+        else:
+            raise _fail(name, obj)
+        return a if size is None else _fit_checked(a, name, size)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise _fail(name, "out of memory") from None
+    except Exception as e:
+        raise _fail(name, f"cannot be loaded ({_describe(e)})") from None
 
 
 def load_image(source, size: int = DEFAULT_SIZE, name: Optional[str] = None) -> np.ndarray:
-    """Load one image (path, file object, PIL image or ``H x W x 3`` uint8 array).
+    """Load one image (path, file object, bytes, PIL image or ``H x W x 3`` uint8 array).
 
     Parameters
     ----------
-    source : str, os.PathLike, binary file object, PIL.Image.Image or numpy.ndarray
-        The image.
+    source : str, os.PathLike, binary file object, bytes, PIL.Image.Image or numpy.ndarray
+        The image (bytes: the encoded file content, never a path).
     size : int
         Output side in pixels (the network's ``image_size``).
     name : str, optional
         What to call the input in error messages (default: the path, ``"image #0"``,
-        ``"array #0"``).
+        ``"array #0"``, ``"bytes #0"``).
 
     Returns
     -------
@@ -416,11 +676,30 @@ def load_image(source, size: int = DEFAULT_SIZE, name: Optional[str] = None) -> 
     ImageError
         The input cannot be used; the message names it and the problem.
     """
-    items = _split_one(source, 0)
-    n, kind, obj = items[0]
+    n, kind, obj = _split_one(source, 0)[0]
     if kind == "batch":
         raise _fail(name or n, f"shape {obj.shape} is a batch; load_image takes one image")
     return _load(name or n, kind, obj, size)
+
+
+def decode_image(source, name: Optional[str] = None) -> np.ndarray:
+    """Decode one image at full size: ``uint8[H, W, 3]`` RGB, a new writable array.
+
+    The same checks and conversions as :func:`load_image` (accepted formats, regular files,
+    pixel limit, colour modes, EXIF orientation, first frame), without the crop and resize:
+    for showing a picture, or as a camera frame (:class:`pynq_bnn.camera.ImageFolderSource`).
+    Use it instead of ``PIL.Image.open`` on files you did not make yourself.
+
+    Raises
+    ------
+    ImageError
+        As :func:`load_image`.
+    """
+    n, kind, obj = _split_one(source, 0)[0]
+    if kind == "batch":
+        raise _fail(name or n, f"shape {obj.shape} is a batch; decode_image takes one image")
+    a = _load(name or n, kind, obj, None)
+    return a.copy() if not a.flags.writeable or a is obj else np.ascontiguousarray(a)
 
 
 def _batch_names(a: np.ndarray, list_pos: Optional[int]) -> List[str]:
@@ -443,7 +722,7 @@ def _batch_items(a: np.ndarray, size: int, list_pos: Optional[int]) -> List[Load
     out = []
     for j, n in enumerate(names):
         try:
-            out.append(LoadedItem(n, _fit_array(a[j], n, size)))
+            out.append(LoadedItem(n, _fit_checked(a[j], n, size)))
         except ImageError as e:
             out.append(LoadedItem(n, error=e))
     return out
@@ -455,6 +734,8 @@ def load_items(x, size: int = DEFAULT_SIZE) -> List[LoadedItem]:
     ``x`` is anything the module docstring lists. A 4-D batch gives one item per image,
     named ``"array #j"`` (its index in the batch; inside a list, ``"array #k[j]"`` where ``k``
     is the list position). A bad batch (wrong dtype, NaN...) gives the error on every image.
+    Any failure of one item (a bad path, bytes that are no image, a file object whose ``read``
+    raises...) is that item's error only; no input makes this function raise.
     """
     out: List[LoadedItem] = []
     in_list = isinstance(x, (list, tuple))
@@ -475,7 +756,7 @@ def load_images(x, size: int = DEFAULT_SIZE) -> Tuple[List[str], np.ndarray]:
     Returns
     -------
     names : list of str
-        One name per image (path, ``"array #i"``, ``"image #i"``).
+        One name per image (path, ``"array #i"``, ``"image #i"``, ``"bytes #i"``).
     images : numpy.ndarray
         ``uint8[N, size, size, 3]``. A uint8 ``N x size x size x 3`` array is returned as is
         (made contiguous), without copying image by image.
