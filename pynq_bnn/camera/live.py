@@ -5,11 +5,14 @@
 ``front`` (capture, preprocess, layer1)
     read a frame, fit it to the network, run layer 1 on the host (``classifier.layer1``);
 ``back`` (transfer, kernel, post)
-    layers 2..L on the backend (``classifier.backend.run``), the per-class affine and argmax.
+    layers 2..L on the backend, the per-class affine and argmax.
 
-With ``overlap=True`` the front stage of frame ``i + 1`` runs in a worker thread while the
-backend runs frame ``i`` (the kernel on the FPGA, or the native CPU engine, leaves the ARM core
-free), so the frame rate approaches ``1 / max(front, back)`` instead of ``1 / (front + back)``.
+The frames go through the package's one host batch loop (:func:`pynq_bnn.host.pipeline.stream`,
+one frame per batch). With ``overlap=True`` the front stage of frame ``i + 1`` runs while the
+backend runs frame ``i``: on the accelerator in the calling thread (the kernel runs by itself;
+layer 1 writes straight into the second DMA buffer set), on the cpu backend with the engine on
+a worker thread. The frame rate approaches ``1 / max(front, back)`` instead of
+``1 / (front + back)``.
 The results are identical either way. The loop always closes the source when it ends, also on
 an exception or ``KeyboardInterrupt`` (the Jupyter stop button); :func:`start_live` runs it in a
 background thread with a :meth:`LiveRun.stop` for a notebook's Stop button.
@@ -21,15 +24,15 @@ import logging
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ..spec import reference
 from ..errors import HardwareError
 
+from ..host.pipeline import HostBatch, stream
 from .sources import FrameSource, preprocess_frame
 
 __all__ = ["run_live", "start_live", "LiveRun", "LiveResult", "LiveStats", "LIVE_STAGES"]
@@ -156,40 +159,32 @@ class LiveStats:
 
 
 @dataclass
-class _Front:
+class _Frame:
+    """What the loop keeps of a frame until its result (the HostBatch context)."""
+
     index: int
     t_capture: float
     frame: np.ndarray
     image: np.ndarray
-    packed: np.ndarray
     timings: Dict[str, float]
 
 
-class _Deferred:
-    """A future that runs its function when asked for the result (the no-overlap path)."""
-
-    def __init__(self, fn, *args):
-        self._fn, self._args = fn, args
-
-    def result(self):
-        return self._fn(*self._args)
-
-    def cancel(self):
-        return True
-
-
-def _front_stage(source: FrameSource, layer1: Callable, size: int, index: int) -> Optional[_Front]:
-    t0 = time.perf_counter()
-    frame = source.read()
-    t1 = time.perf_counter()
-    if frame is None:
-        return None
-    image = preprocess_frame(frame, size)
-    t2 = time.perf_counter()
-    packed = layer1(image[None])
-    t3 = time.perf_counter()
-    return _Front(index, t0, frame, image, packed,
-                  {"capture": t1 - t0, "preprocess": t2 - t1, "layer1": t3 - t2})
+def _frames(source: FrameSource, size: int, want: Callable[[int], bool],
+            stats: "LiveStats") -> Iterator[HostBatch]:
+    """Capture and preprocess frames as the batch loop asks for them (one per batch)."""
+    index = 0
+    while want(index):
+        t0 = time.perf_counter()
+        frame = source.read()
+        t1 = time.perf_counter()
+        if frame is None:
+            stats.stopped_by = "end of source"
+            return
+        image = preprocess_frame(frame, size)
+        t2 = time.perf_counter()
+        yield HostBatch(image[None], _Frame(index, t0, frame, image,
+                                            {"capture": t1 - t0, "preprocess": t2 - t1}))
+        index += 1
 
 
 def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
@@ -211,8 +206,8 @@ def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
         Called with a :class:`LiveResult` per frame, in the calling thread; returning ``False``
         (exactly) stops the loop. An exception it raises ends the loop and propagates.
     overlap : bool
-        Run capture + preprocessing + layer 1 of the next frame in a worker thread while the
-        backend runs the current one. Same results, higher frame rate.
+        Run capture + preprocessing + layer 1 of the next frame while the backend runs the
+        current one. Same results, higher frame rate.
     stop : threading.Event, optional
         Set it (from another thread, a button callback...) to stop after the current frame.
     close_source : bool
@@ -231,65 +226,53 @@ def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
     BackendUnavailable, HardwareError, HardwareTimeout
         From the backend.
     KeyboardInterrupt
-        Passed on after the source is closed and the worker thread has finished.
+        Passed on after the source is closed and the batch in flight has finished.
     """
     if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 0):
         raise ValueError(f"max_frames must be None or an int >= 0, got {max_frames!r}")
     stats = LiveStats(overlap=bool(overlap))
-    executor = None
-    pending = None
+    results = None
     try:
         classifier.open()
         backend = classifier.backend
         params = classifier.params
-        layer1 = classifier.layer1
         size = classifier.image_size
         class_names = tuple(classifier.class_names)
         n_classes = classifier.network.n_classes
-        if overlap:
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pynq-bnn-live")
-
-        def submit(index: int):
-            if executor is not None:
-                return executor.submit(_front_stage, source, layer1, size, index)
-            return _Deferred(_front_stage, source, layer1, size, index)
+        # The one host batch loop: on the accelerator, frame i+1 is captured, preprocessed
+        # and run through layer 1 (into the DMA buffer) while the kernel runs frame i; on the
+        # cpu backend a worker thread runs frame i meanwhile.
+        mode = ("submit" if backend.overlaps else "thread") if overlap else "none"
 
         def want(index: int) -> bool:
             if max_frames is not None and index >= max_frames:
+                if not stats.stopped_by:
+                    stats.stopped_by = "max_frames"
                 return False
-            return not (stop is not None and stop.is_set())
+            if stop is not None and stop.is_set():
+                if not stats.stopped_by:
+                    stats.stopped_by = "stop"
+                return False
+            return True
 
-        recent = collections.deque(maxlen=16)
+        recent: Deque[float] = collections.deque(maxlen=16)
         t_start = time.perf_counter()
         t_log = t_start
-        started = 0
-        if want(0):
-            pending = submit(0)
-            started = 1
-        else:
-            stats.stopped_by = "stop" if stop is not None and stop.is_set() else "max_frames"
-        while pending is not None:
-            item = pending.result()
-            pending = None
-            if item is None:
-                stats.stopped_by = "end of source"
-                break
-            if want(started):
-                pending = submit(started)
-                started += 1
-            t0 = time.perf_counter()
-            int_scores = np.asarray(backend.run(item.packed))
+        results = stream(_frames(source, size, want, stats), classifier.layer1, backend, mode)
+        for r in results:
+            item: _Frame = r.batch.context
             t1 = time.perf_counter()
+            int_scores = r.scores
             if int_scores.shape != (1, n_classes):
                 raise HardwareError(f"backend {backend.name} returned scores of shape "
                                     f"{int_scores.shape}, expected {(1, n_classes)}")
             affine = reference.affine_scores(params, int_scores)[0]
             label = int(reference.predict(params, int_scores)[0])
             t2 = time.perf_counter()
-            lt = backend.last_timings
-            transfer = float(lt.get("transfer", 0.0))
-            kernel = float(lt["kernel"]) if "kernel" in lt else max(0.0, t1 - t0 - transfer)
-            timings = dict(item.timings, transfer=transfer, kernel=kernel, post=t2 - t1)
+            transfer = r.timings.get("transfer", 0.0)
+            kernel = r.timings.get("kernel", max(0.0, r.timings["wait"] - transfer))
+            timings = dict(item.timings, layer1=r.timings["layer1"], transfer=transfer,
+                           kernel=kernel, post=t2 - t1)
             for k in LIVE_STAGES:
                 stats.stage_seconds[k] += timings[k]
             timings["latency"] = t2 - item.t_capture
@@ -311,11 +294,8 @@ def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
                 stats.stopped_by = "on_result"
                 break
             if stop is not None and stop.is_set():
-                stats.stopped_by = "stop"  # a frame the worker already read is dropped
+                stats.stopped_by = "stop"  # a frame already captured for the next batch is dropped
                 break
-            if pending is None and not stats.stopped_by:
-                stats.stopped_by = ("stop" if stop is not None and stop.is_set()
-                                    else "max_frames")
         if not stats.stopped_by:
             stats.stopped_by = "max_frames"
     except BaseException:
@@ -323,10 +303,8 @@ def run_live(classifier, source: FrameSource, max_frames: Optional[int] = None,
         raise
     finally:
         try:
-            if pending is not None:
-                pending.cancel()
-            if executor is not None:
-                executor.shutdown(wait=True)  # the worker may be reading one last frame
+            if results is not None:
+                results.close()   # waits for a batch still in flight (the kernel's buffers)
         finally:
             if close_source:
                 source.close()

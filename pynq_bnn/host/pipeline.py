@@ -152,6 +152,27 @@ def _check_batch(b: HostBatch, backend) -> int:
     return n
 
 
+def _pulled(batches: Iterable[HostBatch], failure: list) -> Iterator[HostBatch]:
+    """``batches``, but an error raised while producing the next batch (a camera read) is
+    put in ``failure`` and ends the iteration: the loop first delivers the batches already
+    in flight, then re-raises it (one bad item never costs the good ones)."""
+    it = iter(batches)
+    while True:
+        try:
+            b = next(it)
+        except StopIteration:
+            return
+        except (Exception, KeyboardInterrupt) as e:   # Ctrl-C in a camera read: same, promptly
+            failure.append(e)
+            return
+        yield b
+
+
+def _reraise(failure: list) -> None:
+    if failure:
+        raise failure[0]
+
+
 def _stream_sequential(batches, layer1, backend) -> Iterator[BatchResult]:
     for b in batches:
         _check_batch(b, backend)
@@ -168,8 +189,9 @@ def _stream_submit(batches, layer1, backend) -> Iterator[BatchResult]:
     """submit_into(i) ; next(i+1) ; layer1(i+1) into its DMA buffer ; submit(i+1) ; wait(i)."""
     pending: list = []   # (HostBatch, submission, timings), oldest first
     first_image = 0      # numbers images in the backend's error messages
+    failure: list = []
     try:
-        for b in batches:            # pulling the next batch overlaps the running kernel
+        for b in _pulled(batches, failure):   # pulling the next batch overlaps the kernel
             n = _check_batch(b, backend)
             t: Dict[str, float] = {}
             sub = backend.submit_into(n, lambda view, b=b, t=t: _timed_layer1(layer1, b.images, view, t),
@@ -180,6 +202,7 @@ def _stream_submit(batches, layer1, backend) -> Iterator[BatchResult]:
                 yield _collect(backend, *pending.pop(0))
         while pending:
             yield _collect(backend, *pending.pop(0))
+        _reraise(failure)
     finally:
         for _, sub, _t in pending:   # an error or an early stop: leave the accelerator idle
             try:
@@ -205,8 +228,9 @@ def _stream_thread(batches, layer1, backend) -> Iterator[BatchResult]:
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pynq-bnn-pipeline") as pool:
         prev: Optional[tuple] = None   # (HostBatch, future, timings)
+        failure: list = []
         try:
-            for b in batches:
+            for b in _pulled(batches, failure):
                 _check_batch(b, backend)
                 t: Dict[str, float] = {}
                 packed = _timed_layer1(layer1, b.images, None, t)
@@ -216,6 +240,7 @@ def _stream_thread(batches, layer1, backend) -> Iterator[BatchResult]:
             if prev is not None:
                 last, prev = prev, None
                 yield _result_of(*last)
+            _reraise(failure)
         finally:
             if prev is not None:
                 prev[1].cancel()
