@@ -31,10 +31,36 @@ set vectors build/vectors
 set cosim_vectors build/cosim_vectors
 set project bnn_kernel_prj
 
-foreach arg $argv {
-    set kv [split $arg =]
-    if {[llength $kv] != 2} { error "argument '$arg' is not key=value" }
-    lassign $kv key value
+# The tools put their own tokens into $argv before (or instead of) the -tclargs ones: depending
+# on the version and on how it was started, `-f <script>`, `-tclargs`, `--`, `-l <log>` or the
+# script path itself. Those are skipped; every other token must be key=value with a known key
+# (a typo must not silently fall back to a default part). tests/test_hls_csim.py runs this
+# parser under tclsh with the argument vectors the tools are known to pass.
+proc parse_hls_args {args_in} {
+    set opts [dict create]
+    set skip_next 0
+    foreach arg $args_in {
+        if {$skip_next} { set skip_next 0; continue }
+        # tool options that take a value (vitis_hls -f <file>, -l <log>, -i <file>, -p <project>)
+        if {$arg in {-f -l -i -p -source -log -journal}} { set skip_next 1; continue }
+        # any other tool flag or separator (-tclargs, --, -nolog, -interactive, ...)
+        if {[string index $arg 0] eq "-"} { continue }
+        # the script itself (some versions keep it in argv)
+        if {[string match *.tcl $arg] && [string first = $arg] < 0} { continue }
+        set eq [string first = $arg]
+        if {$eq <= 0} { error "argument '$arg' is not key=value (keys: part period steps vectors cosim_vectors ap_types project)" }
+        set key [string range $arg 0 [expr {$eq - 1}]]
+        set value [string range $arg [expr {$eq + 1}] end]
+        if {$key ni {part period steps vectors cosim_vectors ap_types project}} {
+            error "unknown argument '$key'"
+        }
+        dict set opts $key $value
+    }
+    return $opts
+}
+
+set hls_opts [parse_hls_args $argv]
+dict for {key value} $hls_opts {
     switch -- $key {
         part          { set part $value }
         period        { set period $value }
@@ -43,8 +69,15 @@ foreach arg $argv {
         cosim_vectors { set cosim_vectors $value }
         project       { set project $value }
         ap_types      { }
-        default       { error "unknown argument '$key'" }
     }
+}
+foreach s $steps {
+    if {$s ni {csim csynth cosim export}} { error "unknown step '$s' (csim csynth cosim export)" }
+}
+# Only the parser (tests): stop here.
+if {[info exists ::HLS_PARSE_ONLY] && $::HLS_PARSE_ONLY} {
+    puts "PARSED part=$part period=$period steps=[join $steps ,] project=$project"
+    return
 }
 
 set here [file dirname [file normalize [info script]]]

@@ -20,7 +20,11 @@
 #
 #   PS master (M_AXI_GP0 | M_AXI_HPM0_FPD) -> ctrl_interconnect -> bnn_kernel_0/s_axi_control
 #                                                                -> axi_intc_0/s_axi
-#   bnn_kernel_0/m_axi_<bundle i> -> mem_interconnect_<i> -> PS slave i (S_AXI_HP<i> | S_AXI_HP<i>_FPD)
+#   bnn_kernel_0/m_axi_<bundle> -> mem_interconnect_hp<n> -> PS slave n (S_AXI_HP<n> | S_AXI_HP<n>_FPD),
+#       n from HP_PORT_MAP (below): the parameter stream (gmem0) on HP0, input (gmem1) and
+#       scores (gmem2) together on HP2. HP0/HP1 and HP2/HP3 share a DDR controller port on the
+#       Zynq-7000 (UG585), S_AXI_HP1_FPD/HP2_FPD share XPI 4 on the ZU+ (UG1085): HP0 + HP2 is
+#       the pair with separate DDR paths, as PYNQ's own overlays use it.
 #   bnn_kernel_0/interrupt -> axi_intc_0/intr ; axi_intc_0/irq -> PS IRQ_F2P | pl_ps_irq0
 #   FCLK_CLK0 | pl_clk0 (FCLK_MHZ) clocks everything; proc_sys_reset from FCLK_RESET0_N | pl_resetn0
 
@@ -32,6 +36,18 @@ proc die {msg} {
     puts "ERROR: \[pynq-bnn\] $msg"
     exit 1
 }
+
+# Which PS slave port (HP<n>) each kernel m_axi bundle uses; bundles on the same port share one
+# interconnect (N:1). A board file may set its own HP_PORT_MAP. A bundle not in the map is
+# refused: the map is deliberate, not "next free port".
+set HP_PORT_MAP_DEFAULT {gmem0 0 gmem1 2 gmem2 2}
+# Implementation strategy: the XC7Z020 build is ~70% LUT (hls_src/README.md, resource ESTIMATE)
+# with wide XNOR-popcount trees at 100 MHz; the explore strategy with post-route phys_opt gives
+# the most slack for that (UG904, "Implementation Strategies"). A board file may override
+# IMPL_STRATEGY / SYNTH_STRATEGY, and so may the environment (PYNQ_BNN_IMPL_STRATEGY,
+# PYNQ_BNN_SYNTH_STRATEGY).
+set IMPL_STRATEGY_DEFAULT  Performance_ExplorePostRoutePhysOpt
+set SYNTH_STRATEGY_DEFAULT Flow_PerfOptimized_high
 
 proc note {msg} {
     puts "INFO: \[pynq-bnn\] $msg"
@@ -61,6 +77,11 @@ foreach var {BOARD_NAME PART BOARD_PART_GLOB PS_KIND FCLK_MHZ CTRL_BASE INTC_BAS
              PS_FALLBACK_CONFIG} {
     if {![info exists $var]} { die "$board_file does not set $var" }
 }
+if {![info exists HP_PORT_MAP]} { set HP_PORT_MAP $HP_PORT_MAP_DEFAULT }
+if {![info exists IMPL_STRATEGY]} { set IMPL_STRATEGY $IMPL_STRATEGY_DEFAULT }
+if {![info exists SYNTH_STRATEGY]} { set SYNTH_STRATEGY $SYNTH_STRATEGY_DEFAULT }
+if {[info exists ::env(PYNQ_BNN_IMPL_STRATEGY)]} { set IMPL_STRATEGY $::env(PYNQ_BNN_IMPL_STRATEGY) }
+if {[info exists ::env(PYNQ_BNN_SYNTH_STRATEGY)]} { set SYNTH_STRATEGY $::env(PYNQ_BNN_SYNTH_STRATEGY) }
 if {![file isdirectory $ip_repo]} { die "IP repository $ip_repo does not exist (run Vitis HLS first)" }
 note "board $board ($BOARD_NAME), part $PART, Vivado [version -short], ip_repo $ip_repo"
 
@@ -96,14 +117,27 @@ set masters [lsort -dictionary [get_bd_intf_pins -of_objects $kernel \
     -filter {MODE == Master && VLNV =~ "xilinx.com:interface:aximm_rtl:*"}]]
 set n_masters [llength $masters]
 if {$n_masters < 1 || $n_masters > 4} {
-    die "the kernel has $n_masters m_axi ports; this flow gives each its own HP port (1..4)"
+    die "the kernel has $n_masters m_axi ports; this flow maps 1..4 of them onto HP ports"
 }
+# HP port of every master (HP_PORT_MAP), and the masters of every used HP port, in port order.
+set hp_of [dict create]
+foreach m $masters {
+    set bundle [string range [file tail $m] [string length m_axi_] end]
+    if {![dict exists $HP_PORT_MAP $bundle]} {
+        die "kernel m_axi bundle $bundle has no HP port in HP_PORT_MAP ($HP_PORT_MAP)"
+    }
+    set n [dict get $HP_PORT_MAP $bundle]
+    if {$n ni {0 1 2 3}} { die "HP_PORT_MAP: $bundle -> HP$n (0..3)" }
+    dict lappend hp_of $n $m
+}
+set hp_used [lsort -integer [dict keys $hp_of]]
 foreach pin {s_axi_control ap_clk ap_rst_n interrupt} {
     if {[get_bd_intf_pins -quiet $kernel/$pin] eq "" && [get_bd_pins -quiet $kernel/$pin] eq ""} {
         die "the kernel IP has no $pin port (expected from Vitis HLS: s_axilite bundle control, ap_ctrl_hs)"
     }
 }
 note "kernel m_axi ports: $masters"
+foreach n $hp_used { note "HP$n <- [dict get $hp_of $n]" }
 
 # ------------------------------------------------------------------------------ processing system
 if {$PS_KIND eq "ps7"} {
@@ -120,8 +154,8 @@ if {$PS_KIND eq "ps7"} {
                   CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ $FCLK_MHZ CONFIG.PCW_FCLK0_PERIPHERAL_CLKSRC {IO PLL} \
                   CONFIG.PCW_USE_FABRIC_INTERRUPT {1} CONFIG.PCW_IRQ_F2P_INTR {1}]
     for {set i 0} {$i < 4} {incr i} {
-        lappend cfg CONFIG.PCW_USE_S_AXI_HP$i [expr {$i < $n_masters ? 1 : 0}]
-        if {$i < $n_masters} { lappend cfg CONFIG.PCW_S_AXI_HP${i}_DATA_WIDTH {64} }
+        lappend cfg CONFIG.PCW_USE_S_AXI_HP$i [expr {$i in $hp_used ? 1 : 0}]
+        if {$i in $hp_used} { lappend cfg CONFIG.PCW_S_AXI_HP${i}_DATA_WIDTH {64} }
     }
     set_property -dict $cfg $ps
     set ps_clk      $ps/FCLK_CLK0
@@ -130,7 +164,7 @@ if {$PS_KIND eq "ps7"} {
     set ps_irq      $ps/IRQ_F2P
     set ps_clk_ins  [list $ps/M_AXI_GP0_ACLK]
     set ps_slaves   {}
-    for {set i 0} {$i < $n_masters} {incr i} {
+    foreach i $hp_used {
         lappend ps_slaves $ps/S_AXI_HP$i
         lappend ps_clk_ins $ps/S_AXI_HP${i}_ACLK
     }
@@ -149,8 +183,8 @@ if {$PS_KIND eq "ps7"} {
                   CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ $FCLK_MHZ CONFIG.PSU__USE__IRQ0 {1}]
     for {set i 0} {$i < 4} {incr i} {
         set gp [expr {$i + 2}]
-        lappend cfg CONFIG.PSU__USE__S_AXI_GP$gp [expr {$i < $n_masters ? 1 : 0}]
-        if {$i < $n_masters} { lappend cfg CONFIG.PSU__SAXIGP${gp}__DATA_WIDTH {64} }
+        lappend cfg CONFIG.PSU__USE__S_AXI_GP$gp [expr {$i in $hp_used ? 1 : 0}]
+        if {$i in $hp_used} { lappend cfg CONFIG.PSU__SAXIGP${gp}__DATA_WIDTH {64} }
     }
     set_property -dict $cfg $ps
     set ps_clk      $ps/pl_clk0
@@ -159,7 +193,7 @@ if {$PS_KIND eq "ps7"} {
     set ps_irq      $ps/pl_ps_irq0
     set ps_clk_ins  [list $ps/maxihpm0_fpd_aclk]
     set ps_slaves   {}
-    for {set i 0} {$i < $n_masters} {incr i} {
+    foreach i $hp_used {
         lappend ps_slaves $ps/S_AXI_HP${i}_FPD
         lappend ps_clk_ins $ps/saxihp${i}_fpd_aclk
     }
@@ -175,11 +209,13 @@ set ctrl_ic [create_bd_cell -type ip -vlnv [ipdef axi_interconnect] ctrl_interco
 set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI {2}] $ctrl_ic
 
 set mem_ics {}
-for {set i 0} {$i < $n_masters} {incr i} {
-    # 1:1 interconnect = pass-through plus the couplers the HP port needs (AXI4 -> AXI3 on
-    # Zynq-7000, 64-bit HLS addresses -> the PS's narrower ones). Bursts stay 64-bit wide.
-    set ic [create_bd_cell -type ip -vlnv [ipdef axi_interconnect] mem_interconnect_$i]
-    set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI {1}] $ic
+foreach n $hp_used {
+    # One interconnect per used HP port, one slave interface per kernel master on that port:
+    # pass-through (1:1) or arbitration (N:1) plus the couplers the HP port needs (AXI4 -> AXI3
+    # on Zynq-7000, 64-bit HLS addresses -> the PS's narrower ones). Bursts stay 64-bit wide
+    # (the 32-bit scores master is upsized by the interconnect).
+    set ic [create_bd_cell -type ip -vlnv [ipdef axi_interconnect] mem_interconnect_hp$n]
+    set_property -dict [list CONFIG.NUM_SI [llength [dict get $hp_of $n]] CONFIG.NUM_MI {1}] $ic
     lappend mem_ics $ic
 }
 
@@ -187,10 +223,13 @@ for {set i 0} {$i < $n_masters} {incr i} {
 connect_bd_intf_net [get_bd_intf_pins $ps_master] [get_bd_intf_pins $ctrl_ic/S00_AXI]
 connect_bd_intf_net [get_bd_intf_pins $ctrl_ic/M00_AXI] [get_bd_intf_pins $kernel/s_axi_control]
 connect_bd_intf_net [get_bd_intf_pins $ctrl_ic/M01_AXI] [get_bd_intf_pins $intc/s_axi]
-for {set i 0} {$i < $n_masters} {incr i} {
-    set ic [lindex $mem_ics $i]
-    connect_bd_intf_net [get_bd_intf_pins [lindex $masters $i]] [get_bd_intf_pins $ic/S00_AXI]
-    connect_bd_intf_net [get_bd_intf_pins $ic/M00_AXI] [get_bd_intf_pins [lindex $ps_slaves $i]]
+foreach n $hp_used ic $mem_ics ps_slave $ps_slaves {
+    set si 0
+    foreach m [dict get $hp_of $n] {
+        connect_bd_intf_net [get_bd_intf_pins $m] [get_bd_intf_pins $ic/[format S%02d_AXI $si]]
+        incr si
+    }
+    connect_bd_intf_net [get_bd_intf_pins $ic/M00_AXI] [get_bd_intf_pins $ps_slave]
 }
 
 # ------------------------------------------------------------------------------ clock, reset, interrupt
@@ -221,7 +260,7 @@ connect_bd_net [get_bd_pins $kernel/interrupt] [get_bd_pins $intc/intr]
 connect_bd_net [get_bd_pins $intc/irq] [get_bd_pins $ps_irq]
 
 # ------------------------------------------------------------------------------ addresses
-# Control registers at fixed addresses (64 KiB each: REGISTER_SPAN in pynq_bnn/abi.py), then
+# Control registers at fixed addresses (64 KiB each: REGISTER_SPAN in pynq_bnn/spec/abi.py), then
 # every kernel master gets every PS memory segment its HP port offers (all of DDR).
 assign_bd_address -offset $CTRL_BASE -range 0x00010000 -target_address_space [get_bd_addr_spaces $ps_data] \
     [get_bd_addr_segs $kernel/s_axi_control/Reg] -force
@@ -273,6 +312,9 @@ add_files -norecurse $wrapper
 set_property top ${DESIGN}_wrapper [current_fileset]
 update_compile_order -fileset sources_1
 
+set_property strategy $SYNTH_STRATEGY [get_runs synth_1]
+set_property strategy $IMPL_STRATEGY [get_runs impl_1]
+note "strategies: synth_1 $SYNTH_STRATEGY, impl_1 $IMPL_STRATEGY"
 launch_runs impl_1 -to_step write_bitstream -jobs $jobs
 wait_on_run impl_1
 foreach run {synth_1 impl_1} {
@@ -317,6 +359,10 @@ puts $fh "  \"part\": \"$PART\","
 puts $fh "  \"board_part\": \"$board_part\","
 puts $fh "  \"kernel_vlnv\": \"$kernel_vlnv\","
 puts $fh "  \"kernel_m_axi_ports\": [llength $masters],"
+set hp_json {}
+foreach m $masters { lappend hp_json "\"[file tail $m]\": \"HP[dict get $HP_PORT_MAP [string range [file tail $m] 6 end]]\"" }
+puts $fh "  \"hp_ports\": {[join $hp_json {, }]},"
+puts $fh "  \"impl_strategy\": \"$IMPL_STRATEGY\","
 puts $fh "  \"ctrl_base\": \"$CTRL_BASE\","
 puts $fh "  \"fclk_mhz\": $act_mhz,"
 puts $fh "  \"wns_ns\": $wns,"

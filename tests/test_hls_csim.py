@@ -46,8 +46,10 @@ def toolchain_missing():
     return None
 
 
-needs_toolchain = pytest.mark.skipif(toolchain_missing() is not None,
-                                     reason=str(toolchain_missing()))
+def needs_toolchain(test):
+    """Marks a test that compiles the kernel: needs_hls and slow, skipped without the toolchain."""
+    skip = pytest.mark.skipif(toolchain_missing() is not None, reason=str(toolchain_missing()))
+    return pytest.mark.needs_hls(pytest.mark.slow(skip(test)))
 
 
 def make(*args, timeout=900):
@@ -72,8 +74,14 @@ def test_committed_estimate_is_labelled_and_meets_goal():
     assert "ESTIMATE" in est["ESTIMATE"]
     s = est["summary"]
     assert s["scores_checked"] is True
+    # issue 14 goals at 90% HP efficiency: batch 16 <= 0.95 ms is met without an ABI change;
+    # batch 1 <= 2.0 ms needs the second parameter port (an ABI change), so only "no worse
+    # than the former 3.0 ms budget" is asserted for it
+    assert s["hp_efficiency"] == 0.9
+    assert s["batch16_estimated_ms_per_image"] <= s["goal_batch16_ms"] == 0.95
     assert s["batch1_estimated_ms_per_image"] <= 3.0
-    assert s["batch16_estimated_ms_per_image"] <= 1.5
+    assert s["goal_batch1_ms"] == 2.0
+    assert s["goal_met"] == (s["batch1_estimated_ms_per_image"] <= 2.0)
     assert [r["batch"] for r in est["runs"]] == [1, 16]
     names = [layer["name"] for layer in est["runs"][0]["layers"]]
     for name in ("conv2", "conv3", "conv4", "conv5", "conv6", "fc1", "fc2", "fc3"):
@@ -97,7 +105,7 @@ def test_csim_matches_reference(tmp_path, build_dir):
     vectors = tmp_path / "vectors"
     names = exporter.export(str(vectors))
     assert {"full_b2", "half_b3", "c64_b2", "ones_b2", "zeros_b2", "neg_b2", "chunk_b19",
-            "odd6_b3", "limits_b1"} <= set(names)
+            "odd6_b3", "limits_b1", "limits_b2", "full_b17"} <= set(names)
     if os.path.exists(MODEL):
         assert "model_b3" in names
     if os.path.exists(MODEL.replace("cifar10_bnn.npz", "cifar10_bnn_half.npz")):
@@ -189,3 +197,77 @@ def test_run_hls_tcl_flow_with_stubbed_vitis(tmp_path, args, part):
     expected = ["csynth_design", "export_design"] if args[0].startswith("part=") else \
         ["csim_design", "csynth_design", "cosim_design", "export_design"]
     assert [c for c in first if c.endswith("_design")] == expected
+
+
+# ----------------------------------------------------------------------- run_hls.tcl argv parser
+
+# What the HLS tools put into $argv (issue 14): `vitis_hls -f run_hls.tcl -tclargs a=b` gives,
+# depending on the version, only the -tclargs words, or the whole command line, sometimes with
+# `--`; `vitis-run --mode hls --tcl run_hls.tcl` passes the script path.
+_ARGV_VECTORS = [
+    ([], "xc7z020clg400-1", "csim,csynth,cosim,export", "bnn_kernel_prj"),
+    (["part=xczu3eg-sbva484-1-i"], "xczu3eg-sbva484-1-i", "csim,csynth,cosim,export",
+     "bnn_kernel_prj"),
+    (["-f", "run_hls.tcl", "-tclargs", "part=xczu7ev-ffvc1156-2-e", "steps=csynth,export"],
+     "xczu7ev-ffvc1156-2-e", "csynth,export", "bnn_kernel_prj"),
+    (["-f", "/abs/path/hls_src/run_hls.tcl", "--", "part=xck26-sfvc784-2LV-c", "period=10",
+      "steps=csynth,export", "project=bnn_kernel_prj_xck26"], "xck26-sfvc784-2LV-c",
+     "csynth,export", "bnn_kernel_prj_xck26"),
+    (["--", "steps=csynth"], "xc7z020clg400-1", "csynth", "bnn_kernel_prj"),
+    (["-tclargs", "project=p1"], "xc7z020clg400-1", "csim,csynth,cosim,export", "p1"),
+    (["run_hls.tcl", "part=xc7z020clg400-1", "steps=export"], "xc7z020clg400-1", "export",
+     "bnn_kernel_prj"),
+    (["-l", "vitis_hls.log", "-f", "run_hls.tcl", "-tclargs", "--", "steps=csynth,export"],
+     "xc7z020clg400-1", "csynth,export", "bnn_kernel_prj"),
+]
+
+
+def _parse_with_tclsh(args):
+    """Source run_hls.tcl with $argv = args, stopping after the parser (HLS_PARSE_ONLY)."""
+    import tempfile
+    argv = " ".join("{" + a + "}" for a in args)
+    script = (f"set ::HLS_PARSE_ONLY 1\nset argv [list {argv}]\nset argc [llength $argv]\n"
+              f"source {{{os.path.join(HLS, 'run_hls.tcl')}}}\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".tcl", delete=False) as f:
+        f.write(script)
+    try:
+        return subprocess.run(["tclsh", f.name], capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(f.name)
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not found")
+@pytest.mark.parametrize("args, part, steps, project", _ARGV_VECTORS)
+def test_run_hls_argv_parser_tolerates_tool_tokens(args, part, steps, project):
+    r = _parse_with_tclsh(args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"PARSED part={part} period=10 steps={steps} project={project}" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not found")
+@pytest.mark.parametrize("args, message", [
+    (["part"], "is not key=value"),
+    (["xc7z020clg400-1"], "is not key=value"),
+    (["prat=xc7z020clg400-1"], "unknown argument 'prat'"),
+    (["-tclargs", "steps=csynth,synth"], "unknown step 'synth'"),
+])
+def test_run_hls_argv_parser_still_refuses_typos(args, message):
+    r = _parse_with_tclsh(args)
+    assert r.returncode != 0 and message in r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not found")
+def test_run_hls_tcl_full_flow_with_tool_argv(tmp_path):
+    """The whole script, stubbed, with the argv a `vitis_hls -f ... -tclargs ...` start gives."""
+    stub = tmp_path / "vitis_stub.tcl"
+    stub.write_text(_VITIS_STUB)
+    script = os.path.join(HLS, "run_hls.tcl")
+    r = subprocess.run(["tclsh", str(stub), script, "-f", script, "-tclargs",
+                        "part=xc7z020clg400-1", "period=10", "steps=csynth,export",
+                        "project=bnn_kernel_prj_xc7z020clg400_1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = r.stdout.splitlines()
+    assert "open_project -reset bnn_kernel_prj_xc7z020clg400_1" in calls
+    assert [c.split()[0] for c in calls if c.split()[0].endswith("_design")] == \
+        ["csynth_design", "export_design"]

@@ -1,4 +1,4 @@
-"""The HLS kernel's shared-library build (make -C hls_src lib) through pynq_bnn.hls_lib.
+"""The HLS kernel's shared-library build (make -C hls_src lib) through pynq_bnn.backends.sim.hls_lib.
 
 Builds the library into a temporary directory with g++ (skipped, with the reason, when g++ or
 the ap_types headers are missing) and checks it against the numpy reference.
@@ -10,10 +10,11 @@ import os
 import numpy as np
 import pytest
 
-from pynq_bnn import abi, hls_lib, reference
-from pynq_bnn.first_layer import conv1_packed
-from pynq_bnn.network import Network
-from pynq_bnn.random_net import random_images, random_params
+from pynq_bnn.spec import abi, reference
+from pynq_bnn.backends.sim import hls_lib
+from pynq_bnn.spec.first_layer import conv1_packed
+from pynq_bnn.spec.network import Network
+from pynq_bnn.testing import random_images, random_params
 
 from test_hls_csim import MODEL, make, needs_toolchain
 
@@ -95,7 +96,7 @@ def test_run_full_model_one_image(lib):
 @needs_toolchain
 @pytest.mark.skipif(not os.path.exists(MODEL), reason="shipped model not trained yet")
 def test_run_shipped_model(lib):
-    from pynq_bnn.params import load_params
+    from pynq_bnn.spec.params import load_params
     params = load_params(MODEL)
     images = random_images(2, params.network.image_size, 9)
     packed = conv1_packed(params, images)

@@ -3,7 +3,7 @@
 overlays/build_overlay.tcl runs under plain tclsh with tests/vivado_stub.tcl standing in for the
 Vivado commands: this exercises the script's Tcl and control flow for every board file and
 records the block design it builds (cells, nets, addresses), which is checked here against the
-kernel ABI (pynq_bnn/abi.py) and the HLS kernel's m_axi bundles (hls_src/src/bnn_kernel.cpp).
+kernel ABI (pynq_bnn/spec/abi.py) and the HLS kernel's m_axi bundles (hls_src/src/bnn_kernel.cpp).
 It cannot show that Vivado accepts the same commands; overlays/README.md says what was run.
 The Makefile is checked with `make -n` (the commands it would run, per board).
 """
@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from pynq_bnn import abi
+from pynq_bnn.spec import abi
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 OVERLAYS = os.path.join(REPO, "overlays")
@@ -49,7 +49,7 @@ def board_config(board):
 def kernel_bundles():
     """The m_axi bundle names of the HLS top function, in order of first appearance."""
     if not os.path.isfile(KERNEL_CPP):
-        return ["gmem0", "gmem1"]
+        return ["gmem0", "gmem1", "gmem2"]
     with open(KERNEL_CPP) as f:
         src = f.read()
     bundles = []
@@ -59,6 +59,14 @@ def kernel_bundles():
         if name not in bundles:
             bundles.append(name)
     return bundles
+
+
+def hp_port_map():
+    """HP_PORT_MAP_DEFAULT of build_overlay.tcl: bundle -> HP port number (as a string)."""
+    with open(SCRIPT) as f:
+        m = re.search(r"set HP_PORT_MAP_DEFAULT \{([^}]*)\}", f.read())
+    words = m.group(1).split()
+    return dict(zip(words[::2], words[1::2]))
 
 
 def run_flow(tmp_path, board, board_parts=BOARD_PARTS, bundles=None, **env_extra):
@@ -101,26 +109,37 @@ def test_block_design(tmp_path, board, preset):
     kernel = "/bnn_kernel_0"
     assert rec["cells"][kernel].rsplit(":", 1)[0] == abi.KERNEL_VLNV.rsplit(":", 1)[0]
 
-    # every m_axi bundle reaches its own HP port, through its own interconnect
-    hps = []
+    # every m_axi bundle reaches the HP port HP_PORT_MAP gives it: the parameters (gmem0) on
+    # HP0, input and scores on HP2 (HP0/HP1 and HP2/HP3 share a DDR port), one interconnect
+    # per used HP port
+    hp_map = hp_port_map()
+    hps, ics = {}, {}
     for b in kernel_bundles():
         (ic_in,) = peers(rec, f"{kernel}/m_axi_{b}")
         ic = ic_in.rsplit("/", 1)[0]
         (hp,) = peers(rec, f"{ic}/M00_AXI")
-        hps.append(hp)
-    expected = [f"{ps}/S_AXI_HP{i}" if zynq7 else f"{ps}/S_AXI_HP{i}_FPD"
-                for i in range(len(hps))]
-    assert hps == expected
+        hps[b] = hp
+        ics.setdefault(ic, []).append(b)
+    assert hps == {b: (f"{ps}/S_AXI_HP{hp_map[b]}" if zynq7 else f"{ps}/S_AXI_HP{hp_map[b]}_FPD")
+                   for b in kernel_bundles()}
+    assert hps["gmem0"].endswith(("S_AXI_HP0", "S_AXI_HP0_FPD"))
+    used = {int(hp_map[b]) for b in kernel_bundles()}
+    assert len(ics) == len(used)
+    for ic, members in ics.items():
+        assert rec["props"][ic]["CONFIG.NUM_SI"] == str(len(members))
     props = rec["props"][ps]
     for i in range(4):
         if zynq7:
-            assert props[f"CONFIG.PCW_USE_S_AXI_HP{i}"] == str(int(i < len(hps)))
-            if i < len(hps):
+            assert props[f"CONFIG.PCW_USE_S_AXI_HP{i}"] == str(int(i in used))
+            if i in used:
                 assert props[f"CONFIG.PCW_S_AXI_HP{i}_DATA_WIDTH"] == "64"
         else:
-            assert props[f"CONFIG.PSU__USE__S_AXI_GP{i + 2}"] == str(int(i < len(hps)))
-            if i < len(hps):
+            assert props[f"CONFIG.PSU__USE__S_AXI_GP{i + 2}"] == str(int(i in used))
+            if i in used:
                 assert props[f"CONFIG.PSU__SAXIGP{i + 2}__DATA_WIDTH"] == "64"
+    # an implementation strategy is chosen, not left at the default
+    assert rec["props"]["impl_1"]["strategy"] == "Performance_ExplorePostRoutePhysOpt"
+    assert rec["props"]["synth_1"]["strategy"] == "Flow_PerfOptimized_high"
 
     # control through the PS master; interrupt through an AXI INTC into the PS
     master = f"{ps}/M_AXI_GP0" if zynq7 else f"{ps}/M_AXI_HPM0_FPD"
@@ -136,7 +155,7 @@ def test_block_design(tmp_path, board, preset):
     clk = f"{ps}/FCLK_CLK0" if zynq7 else f"{ps}/pl_clk0"
     on_clk = set(peers(rec, clk))
     assert f"{kernel}/ap_clk" in on_clk
-    for hp in hps:
+    for hp in set(hps.values()):
         port = hp.rsplit("/", 1)[1]
         aclk = f"{ps}/{port}_ACLK" if zynq7 else f"{ps}/saxihp{port[8]}_fpd_aclk"
         assert aclk in on_clk
@@ -163,6 +182,8 @@ def test_block_design(tmp_path, board, preset):
     info = json.loads((out / "bnn.json").read_text())
     assert info["board"] == cfg["BOARD_NAME"] and info["part"] == cfg["PART"]
     assert info["kernel_m_axi_ports"] == len(hps)
+    assert info["hp_ports"] == {f"m_axi_{b}": f"HP{hp_map[b]}" for b in kernel_bundles()}
+    assert info["impl_strategy"] == "Performance_ExplorePostRoutePhysOpt"
     if not preset and cfg.get("PS_FALLBACK_CONFIG"):
         assert props.get("CONFIG.PCW_CRYSTAL_PERIPHERAL_FREQMHZ") == "50"
 
@@ -171,6 +192,19 @@ def test_too_many_m_axi_ports_is_refused(tmp_path):
     r, rec, out = run_flow(tmp_path, "pynq-z2", bundles=["g0", "g1", "g2", "g3", "g4"])
     assert r.returncode == 1 and "m_axi ports" in r.stdout
     assert not out.exists()
+
+
+def test_unmapped_m_axi_bundle_is_refused(tmp_path):
+    """A bundle without an explicit HP port is an error, not "the next free port"."""
+    r, rec, out = run_flow(tmp_path, "pynq-z2", bundles=["gmem0", "gmem1", "gmem7"])
+    assert r.returncode == 1 and "gmem7 has no HP port" in r.stdout
+    assert not out.exists()
+
+
+def test_strategy_can_be_overridden(tmp_path):
+    r, rec, _ = run_flow(tmp_path, "pynq-z2", PYNQ_BNN_IMPL_STRATEGY="Congestion_SpreadLogic_high")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert rec["props"]["impl_1"]["strategy"] == "Congestion_SpreadLogic_high"
 
 
 def test_io_pll_mismatch_is_refused(tmp_path):

@@ -6,35 +6,29 @@
  *   MAX_LAYERS 16, MAX_CHANNELS 512, MAX_CONV_SIZE 32, MAX_DENSE_IN 8192, MAX_DENSE_OUT 1024,
  *   MAX_CLASSES 64.
  *
- * Parallelism and resource reasoning for the XC7Z020 (53,200 LUT, 106,400 FF, 140 BRAM36,
- * 220 DSP), at 100 MHz. These are design estimates, not synthesis results (no Vitis HLS here).
+ * Parallelism for the XC7Z020 (53,200 LUT, 106,400 FF, 140 BRAM36, 220 DSP) at 100 MHz. The
+ * resource ESTIMATE (measured unit models, buffer shapes, the UG1399 m_axi formula) is made by
+ * hls_src/resource_model/resource_model.py and carried in reports/cycle_estimate*.json; it is
+ * not a synthesis result (no Vitis HLS here).
  *
  *  - Conv engine: CONV_PE = 64 filters x CONV_PIX = 2 horizontally adjacent output pixels, one
- *    64-bit input word (CONV_SIMD = 1) per pixel per cycle: 128 XNOR-popcount-accumulate units
- *    of 64 bits. A 64-bit popcount is ~50-60 LUT6 as a compressor/adder tree, plus a 16-bit
- *    accumulator and the contribution mux: ~90 LUT per unit, ~12k LUT for the array, ~2k LUT of
- *    128 16-bit threshold comparators. 64 filters = one output word per pixel, so outputs are
- *    written as whole words (no read-modify-write); 2 pixels share every weight read and use
- *    the two ports of the true dual-port activation BRAM for their input reads.
- *  - Conv weight buffer: 64 banks (one per filter) x 2 halves (double buffer: the next filter
- *    group streams in while the current one computes) x 9 * MAX_CHANNELS / 64 = 72 words.
- *    Reading 64 x 64 = 4096 bits per cycle makes it width-bound: 64 BRAM36 (one 512x72 BRAM36
- *    per bank, 144 of 512 rows used). LUTRAM would cost ~16k LUT (SLICEM LUTs are ~17k).
- *  - Activation ping-pong buffers: 2 x MAX_ACT_WORDS = 2 x 8192 x 64 bits = 2 x 16 BRAM36,
- *    true dual port (two reads per cycle for the two pixels). The full model needs only 2048
- *    words; 8192 is what the ABI limits allow (512 channels at 32x32).
- *  - Dense engine: DENSE_BATCH = 16 images share every weight word read from DDR: 16 units of
- *    64 bits (~1.5k LUT). Its input buffer (fc1 input, 16 images x 128 words) is partitioned
- *    by image: 16 x 1 BRAM36 (again width-bound); the hidden-layer buffers (16 x 16 words each)
- *    go to LUTRAM (~1.4k LUT for both).
- *  - Estimated total: ~25k LUT (47%), ~117 BRAM36 (84%), DSP ~0-10 (address arithmetic),
- *    including 2 m_axi adapters (~3k LUT, ~4 BRAM36) and the s_axilite block. BRAM is the scarce
- *    resource; the first thing to give back if place-and-route is tight is MAX_ACT_WORDS
- *    (the full model needs 2048: -24 BRAM36), which would be an ABI limit change.
- *  - DDR: conv weights per filter group stream in while the previous group computes, so a
- *    conv layer costs max(compute, weight load) per group; dense weights are read once per
- *    chunk of DENSE_BATCH images at one 64-bit word per cycle (800 MB/s per HP port at
- *    100 MHz; the Pynq-Z1/Z2 16-bit DDR3-1050 peaks at 2.1 GB/s).
+ *    64-bit input word (CONV_SIMD = 1) per pixel per cycle: 128 XNOR-popcount-accumulate-
+ *    threshold units. 64 filters = one output word per pixel (no read-modify-write).
+ *  - Conv weight buffer: 64 banks (one per filter) x 2 halves (the next filter group streams in
+ *    while the current one computes; across layers too: the next layer's first group is
+ *    prefetched behind the current layer's last) x MAX_FILTER_WORDS = 72 words. Reading
+ *    64 x 64 bits per cycle makes it width-bound: 64 BRAM36.
+ *  - Activation memory: one map store of two banks (even / odd pixel columns), ACT_BANK_WORDS
+ *    each. The two pixels of a pair always fall into different banks, so each bank sees one
+ *    read and at most one write per cycle (simple dual port); input and output maps are
+ *    regions of it (bnn_plan.hpp), which is what lets one conv_layer call site serve every
+ *    layer and lets conv5/conv6 hold a whole chunk of images (weights reused across images).
+ *    2 x 8192 x 64 bits = 2 x 16 BRAM36.
+ *  - Dense engine: DENSE_BATCH = 16 images share every weight word read from DDR. Its input
+ *    (fc1's 128 words) and the hidden layers' ping-pong (16 + 16 words) are regions of one
+ *    buffer partitioned by image: 16 x 1 BRAM36, one dense_layer call site.
+ *  - DDR: every m_axi port bursts 16 beats (Zynq-7000 HP ports are AXI3: ARLEN <= 15; ZU+ AFI
+ *    also splits into 16-beat bursts), several outstanding (src/bnn_kernel.cpp).
  */
 #ifndef BNN_CONFIG_HPP
 #define BNN_CONFIG_HPP
@@ -44,13 +38,13 @@
 
 namespace bnn {
 
-// ---- limits of this build (pynq_bnn/abi.py MAX_*) -------------------------------------------
+// ---- limits of this build (pynq_bnn/spec/abi.py MAX_*, via the generated bnn_abi.hpp) -------
 constexpr unsigned MAX_LAYERS = abi::MAX_LAYERS;
-constexpr unsigned MAX_CHANNELS = 512;
-constexpr unsigned MAX_CONV_SIZE = 32;
-constexpr unsigned MAX_DENSE_IN = 8192;
-constexpr unsigned MAX_DENSE_OUT = 1024;
-constexpr unsigned MAX_CLASSES = 64;
+constexpr unsigned MAX_CHANNELS = abi::MAX_CHANNELS;
+constexpr unsigned MAX_CONV_SIZE = abi::MAX_CONV_SIZE;
+constexpr unsigned MAX_DENSE_IN = abi::MAX_DENSE_IN;
+constexpr unsigned MAX_DENSE_OUT = abi::MAX_DENSE_OUT;
+constexpr unsigned MAX_CLASSES = abi::MAX_CLASSES;
 
 // ---- parallelism ------------------------------------------------------------------------------
 /// Conv filters computed in parallel: exactly one output word per pixel (must be 64).
@@ -76,13 +70,23 @@ constexpr unsigned MAX_DENSE_IN_WORDS = MAX_DENSE_IN / WORD_BITS;
 constexpr unsigned MAX_HIDDEN_WORDS = MAX_DENSE_OUT / WORD_BITS;
 /// Threshold words of one conv filter group (two 32-bit entries per word).
 constexpr unsigned GROUP_THRESHOLD_WORDS = CONV_PE / 2;
-/// Stream FIFO depth between the conv weight reader and the conv engine.
-constexpr unsigned WEIGHT_FIFO_DEPTH = 64;
+/// Stream FIFO depth between the conv weight reader and the conv engine (two 16-beat bursts).
+constexpr unsigned WEIGHT_FIFO_DEPTH = 32;
+/// Words of one bank of the activation memory (two banks: even / odd pixel columns). A map of
+/// side s with cw words per pixel takes s * ceil(s / 2) * cw words per bank: at most 4096
+/// (32 x 16 x 8); a conv's input and output map always fit together.
+constexpr unsigned ACT_BANK_WORDS = MAX_ACT_WORDS;
+/// Words per image of the dense buffer: fc1's input, then two hidden-layer regions.
+constexpr unsigned DENSE_HID_A = MAX_DENSE_IN_WORDS;
+constexpr unsigned DENSE_HID_B = MAX_DENSE_IN_WORDS + MAX_HIDDEN_WORDS;
+constexpr unsigned DENSE_BUF_WORDS = MAX_DENSE_IN_WORDS + 2 * MAX_HIDDEN_WORDS;
 
 static_assert(CONV_PE == WORD_BITS, "the conv engine writes one whole output word per group");
 static_assert(CONV_PIX == 2, "the conv engine is written for a pair of pixels");
 static_assert(CONV_SIMD == 1, "the conv engine reads one word per pixel per cycle");
 static_assert(MAX_CLASSES <= MAX_DENSE_OUT, "classes are dense outputs");
+static_assert(2 * MAX_CONV_SIZE * ((MAX_CONV_SIZE + 1) / 2) * MAX_CIN_WORDS <= ACT_BANK_WORDS,
+              "a conv's input and output map fit one bank together");
 
 }  // namespace bnn
 

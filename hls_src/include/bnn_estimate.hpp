@@ -6,11 +6,13 @@
  *  - every pipelined loop runs at II = 1: one cycle per counted iteration, plus its pipeline
  *    depth once per loop entry (the depths below are design guesses for 100 MHz);
  *  - a loop that reads DDR pays DDR_LATENCY cycles once per entry (first beat of the burst),
- *    then one 64-bit word per cycle per m_axi port;
+ *    then moves HP_EFF_NUM / HP_EFF_DEN = 90% of one 64-bit word per cycle per m_axi port
+ *    (ceil(words / 0.9) cycles: the HP port's sustained efficiency, an assumption);
  *  - a "background" loop (the conv weight reader) runs concurrently with a timed loop that
- *    consumes its words at the same rate: its words are counted, its cycles are not; each
- *    conv layer pays DDR_LATENCY once for its first weight word, and each weight-load-bound
- *    group step 2 x DDR_LATENCY for the reader's two burst starts ("extra_cycles").
+ *    consumes its words: its words are counted, its cycles are not; a conv group step costs
+ *    max(compute, ceil(load / 0.9)) ("extra_cycles" holds the part above the loop's
+ *    iteration count), a load-bound step 2 x DDR_LATENCY more for the reader's two burst
+ *    starts, and the first (preload) step of a chunk DDR_LATENCY.
  * Iterations are counted at run time in the C simulation, from the code itself.
  */
 #ifndef BNN_ESTIMATE_HPP
@@ -24,6 +26,12 @@ constexpr unsigned DEPTH_CONV = 12;   // BRAM read 2, xnor+popcount tree 4, acc 
 constexpr unsigned DEPTH_DENSE = 10;  // m_axi read 1, BRAM read 2, popcount 4, acc 1, threshold 2
 constexpr unsigned DEPTH_COPY = 3;
 constexpr unsigned DDR_LATENCY = 40;  // first beat of a burst, Zynq-7000 HP port (assumed)
+constexpr unsigned HP_EFF_NUM = 9, HP_EFF_DEN = 10;  // sustained HP port efficiency (assumed 90%)
+
+/// Cycles to move \p words through one HP port at HP_EFF_NUM / HP_EFF_DEN words per cycle.
+constexpr unsigned long long hp_cycles(unsigned long long words) {
+    return (words * HP_EFF_DEN + HP_EFF_NUM - 1) / HP_EFF_NUM;
+}
 
 }  // namespace est
 }  // namespace bnn
@@ -43,8 +51,9 @@ struct LoopStat {
     uint64_t entries = 0;
     uint64_t iterations = 0;
     uint64_t overhead = 0;  // pipeline depth + DDR latency, summed over entries
+    uint64_t hp_stall = 0;  // ceil(words / 0.9) - words of a timed DDR loop, summed over entries
     bool timed = true;
-    uint64_t cycles() const { return timed ? iterations + overhead : 0; }
+    uint64_t cycles() const { return timed ? iterations + overhead + hp_stall : 0; }
 };
 
 /// Counts of one layer (or a pseudo-layer: "setup", "input", "flatten", "scores").
@@ -110,6 +119,7 @@ class Loop {
         s.iterations += n_;
         s.timed = timed_;
         s.overhead += depth_ + ((port_ && !write_ && timed_) ? DDR_LATENCY : 0);
+        if (port_ && timed_) s.hp_stall += hp_cycles(n_) - n_;
         if (port_) (write_ ? l.ddr_write_words : l.ddr_read_words)[port_] += n_;
     }
 

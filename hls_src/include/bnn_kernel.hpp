@@ -12,6 +12,7 @@
 #include "bnn_dense.hpp"
 #include "bnn_descriptor.hpp"
 #include "bnn_estimate.hpp"
+#include "bnn_plan.hpp"
 #include "bnn_popcount.hpp"
 #include "bnn_threshold.hpp"
 #include "bnn_types.hpp"
@@ -22,7 +23,7 @@
  * \param params   parameter image (pynq_bnn/abi.py build_param_image): header, descriptor
  *                 table, weights, thresholds. m_axi gmem0.
  * \param input    packed layer-1 output, uint64 [n_images][H][W][C1/64]. m_axi gmem1.
- * \param scores   raw scores, int32 [n_images][n_classes]. m_axi gmem1.
+ * \param scores   raw scores, int32 [n_images][n_classes]. m_axi gmem2.
  * \param n_images images in the batch; 0 only reports the ABI id.
  * \param abi_id   ABI_ID, written at every start (s_axilite output register).
  *

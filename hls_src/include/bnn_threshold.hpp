@@ -40,6 +40,40 @@ inline bool threshold_bit(const Sum& sum, const Sum& t, bool neg) {
 }
 
 /**
+ * \brief A threshold entry prepared for the datapath: t' = t + 1 for direction -1, so that
+ *        every unit needs one ">=" comparator and an XOR: bit = neg ^ (sum >= t').
+ *
+ * sum <= t  <=>  !(sum >= t + 1) for integers; |t| <= 8193, so t + 1 fits the 16 bits. Done
+ * once per entry when a threshold block is loaded (two incrementers on the load side), not in
+ * each of the 128 conv / 16 dense units (resource_model: acc_threshold_xor 36 LUT against
+ * acc_threshold_dir 41).
+ */
+inline ThresholdEntry prepare_threshold(const ThresholdEntry& e) {
+#pragma HLS INLINE
+    ThresholdEntry r;
+    r.t = e.neg ? Sum(e.t + 1) : e.t;
+    r.neg = e.neg;
+    return r;
+}
+
+/// \brief Both entries of a threshold word, prepared, repacked in the same layout
+///        (t' in bits 0-15, the direction bit in bit 23 of each half).
+inline Word prepare_threshold_word(const Word& w) {
+#pragma HLS INLINE
+    const ThresholdEntry q0 = prepare_threshold(unpack_threshold(w, 0));
+    const ThresholdEntry q1 = prepare_threshold(unpack_threshold(w, 1));
+    const ap_uint<32> e0 = (ap_uint<32>(q0.neg) << 23) | ap_uint<32>(ap_uint<16>(q0.t));
+    const ap_uint<32> e1 = (ap_uint<32>(q1.neg) << 23) | ap_uint<32>(ap_uint<16>(q1.t));
+    return (Word(e1) << 32) | Word(e0);
+}
+
+/// \brief The integer rule on a prepared entry (prepare_threshold): neg ^ (sum >= t').
+inline bool threshold_bit_prepared(const Sum& sum, const ThresholdEntry& q) {
+#pragma HLS INLINE
+    return q.neg ^ (sum >= q.t);
+}
+
+/**
  * \brief 2x2 max-pool on thresholded bits, combining two bit words of one output pixel.
  *
  * max(s) >= T iff any s >= T (OR, direction +1); max(s) <= T iff all s <= T (AND,

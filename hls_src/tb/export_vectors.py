@@ -2,8 +2,8 @@
 """Export C-simulation test vectors for hls_src/tb/bnn_kernel_tb.cpp.
 
 Each case NAME is written as NAME.params.bin (the uint64 parameter image of
-pynq_bnn.abi.build_param_image), NAME.input.bin (packed layer-1 output, uint64 NHWC),
-NAME.scores.bin (expected int32 scores from pynq_bnn.reference) and NAME.txt (a small
+pynq_bnn.spec.abi.build_param_image), NAME.input.bin (packed layer-1 output, uint64 NHWC),
+NAME.scores.bin (expected int32 scores from pynq_bnn.spec.reference) and NAME.txt (a small
 "key value" header); manifest.txt lists the cases in order. All binaries are little-endian.
 
     python3 hls_src/tb/export_vectors.py OUTDIR [--cases a,b,...] [--model PATH]
@@ -22,10 +22,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from pynq_bnn import abi, reference  # noqa: E402
-from pynq_bnn.first_layer import conv1_packed  # noqa: E402
-from pynq_bnn.network import Network  # noqa: E402
-from pynq_bnn.random_net import random_images, random_params  # noqa: E402
+from pynq_bnn.spec import abi, reference  # noqa: E402
+from pynq_bnn.spec.first_layer import conv1_packed  # noqa: E402
+from pynq_bnn.spec.network import Network  # noqa: E402
+from pynq_bnn.testing import random_images, random_params  # noqa: E402
 
 DEFAULT_MODEL = os.path.join(REPO, "pynq_bnn", "models", "cifar10_bnn.npz")
 HALF_MODEL = os.path.join(REPO, "pynq_bnn", "models", "cifar10_bnn_half.npz")
@@ -74,13 +74,21 @@ CASES = {
                   lambda: _random_case(Network(conv_channels=(512, 512, 64, 512),
                                                pool_after=(False, True, True, True),
                                                fc_units=(1024,), n_classes=64), 1, 19)),
+    "limits_b2": ("at the limits, 2 images: no conv layer fits a whole chunk, every image is "
+                  "flattened right after its convs (bnn_plan.hpp fallback)",
+                  lambda: _random_case(Network(conv_channels=(512, 512, 512, 64, 512),
+                                               pool_after=(False, False, True, True, True),
+                                               fc_units=(1024,), n_classes=64), 2, 23)),
+    "full_b17": ("full model, 17 images: chunk of 16 with conv5/conv6 over the chunk "
+                 "(staging after conv4), then a chunk of 1",
+                 lambda: _random_case(Network.full(), 17, 24)),
     "full_b16": ("full model, random, 16 images (cycle estimate)",
                  lambda: _random_case(Network.full(), 16, 21)),
     "half_b16": ("half-width model, random, 16 images (cycle estimate)",
                  lambda: _random_case(Network.half(), 16, 22)),
 }
 DEFAULT_CASES = ["full_b2", "half_b3", "c64_b2", "ones_b2", "zeros_b2", "neg_b2", "chunk_b19",
-                 "odd6_b3", "limits_b1", "model_b3", "model_half_b3"]
+                 "odd6_b3", "limits_b1", "limits_b2", "full_b17", "model_b3", "model_half_b3"]
 
 
 def write_case(outdir: str, name: str, description: str, params, images) -> dict:
@@ -122,7 +130,7 @@ def export(outdir: str, cases=None, model: str | None = DEFAULT_MODEL) -> list:
             path = model if name == "model_b3" else HALF_MODEL
             if not path or not os.path.exists(path):
                 continue
-            from pynq_bnn.params import load_params
+            from pynq_bnn.spec.params import load_params
             params = load_params(path)
             images = random_images(3, params.network.image_size, 7)
             write_case(outdir, name, f"shipped model {os.path.basename(path)}, 3 random images",
