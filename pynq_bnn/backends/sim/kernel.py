@@ -23,8 +23,9 @@ What is modelled, and why
   (clear on read).
 * **Execution.** Writing AP_START snapshots the inputs from simulated DDR at the addresses in the
   argument registers (so a flush *after* start is too late), runs the kernel (the HLS C model
-  through :mod:`pynq_bnn.backends.sim.hls_lib` when built, else :func:`pynq_bnn.spec.abi.parse_param_image` + the
-  numpy reference) and commits the scores to DDR only when the run completes (so an
+  through :mod:`pynq_bnn.backends.sim.hls_lib` when built, else
+  :func:`pynq_bnn.spec.abi.parse_param_image` + the native CPU engine, else + the numpy
+  reference; ``kernel=`` picks one) and commits the scores to DDR only when the run completes (so an
   invalidate *before* done reads stale data). A malformed image or an address outside every
   allocation is a bus error: the run completes without writing scores, and it is logged.
 * **Faults** (:class:`Faults`): never done, wrong ABI id, corrupted output, latency.
