@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import SMALL
 from pynq_bnn.spec import abi, reference
 from pynq_bnn.backends.pynq import overlay_files
 from pynq_bnn.backends import available_backends, board_status, open_backend
@@ -15,8 +16,6 @@ from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
 
-SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
-                n_classes=10, image_size=8)
 HAVE_PYNQ = importlib.util.find_spec("pynq") is not None
 
 

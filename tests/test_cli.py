@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import SMALL_32 as SMALL
 from pynq_bnn import __version__
 from pynq_bnn.spec import reference
 from pynq_bnn.tools.cli import main
 from pynq_bnn.errors import ParamsError
-from pynq_bnn.spec.network import Network
 from pynq_bnn.spec.params import save_params
 from pynq_bnn.testing import random_images, random_params
+from pynq_bnn.tools.datasets import balanced_subset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
-                n_classes=10, image_size=32)
 LINE = re.compile(r"^(?P<path>.+): (?P<label>\S+) (?P<score>-?\d+\.\d{4})$")
 
 
@@ -82,13 +81,19 @@ def test_classify_json(capsys, model, files):
     imgs, paths, _ = files
     code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--json", *paths)
     assert code == 0
-    records = json.loads(out)
+    doc = json.loads(out)
+    assert doc["backend"]["name"] == "cpu" and doc["backend"]["reason"] == "backend 'cpu' requested"
+    assert doc["complete"] is True and doc["failed"] == 0 and doc["model"] == mpath
+    records = doc["results"]
     ints = reference.scores(params, imgs)
     assert isinstance(records, list) and len(records) == 3
     for rec, path, k, a, i in zip(records, paths, reference.predict(params, ints),
                                   reference.affine_scores(params, ints), ints):
-        assert {"path", "label", "index", "scores"} <= set(rec)
-        assert rec["path"] == path and rec["index"] == k and rec["label"] == params.class_names[k]
+        assert rec["ok"] is True and rec["path"] == path and rec["index"] == k
+        assert rec["name"] == rec["label"] == params.class_names[k]
+        assert rec["score"] == pytest.approx(a[k])
+        assert rec["top"] == [{"name": params.class_names[k], "index": k,
+                               "score": pytest.approx(a[k])}]
         assert rec["scores"] == pytest.approx(list(a))
         assert rec["int_scores"] == list(i)
 
@@ -106,9 +111,15 @@ def test_classify_bad_image_keeps_the_others(capsys, model, files, tmp_path):
     assert bad in errs[0] and "not an image" in errs[0]
     assert missing in errs[1] and "no such file" in errs[1]
     code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--json",
-                         paths[0], bad)
-    assert code == 2 and [r["path"] for r in json.loads(out)] == [paths[0]]
-    assert bad in one_line(err)
+                         bad, paths[0], missing)
+    doc = json.loads(out)
+    assert code == 2 and doc["failed"] == 2
+    # every item, in input order; the failed ones with their error
+    assert [(r["path"], r["ok"]) for r in doc["results"]] == [(bad, False), (paths[0], True),
+                                                             (missing, False)]
+    assert "not an image" in doc["results"][0]["error"] and bad in doc["results"][0]["error"]
+    assert "no such file" in doc["results"][2]["error"]
+    assert len(err.splitlines()) == 2 and "Traceback" not in err
 
 
 def _dataset(tmp_path, params, n=20, wrong=(1, 5, 6)):
@@ -127,40 +138,51 @@ def test_eval_accuracy_equals_the_reference(capsys, model, tmp_path):
     data, x, y, pred = _dataset(tmp_path, params)
     code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--batch", "7", data)
     assert code == 0
+    assert out.splitlines()[0].startswith("backend cpu [")   # what ran: the first line
     assert "accuracy: 0.8500 (17/20)" in out
     assert re.search(r"per class: \S+ \d\.\d{3}", out)
     assert re.search(r"images/s: \d+\.\d", out)
-    assert "\r" not in err  # no progress bar: stderr is not a terminal here
+    assert err == ""  # no progress bar: stderr is not a terminal here
     code, out, err = run(capsys, "eval", "--backend", "mock", "--model", mpath, "--json",
                          "--limit", "4", "--batch", "3", data)
     assert code == 0
     rec = json.loads(out)
     assert {"accuracy", "n", "images_per_s"} <= set(rec)
-    assert rec["n"] == 4 and rec["accuracy"] == pytest.approx(np.mean(pred[:4] == y[:4]))
+    rows = balanced_subset(y, 4, seed=0)          # the seeded class-balanced subset
+    assert rec["n"] == 4 and rec["accuracy"] == pytest.approx(np.mean(pred[rows] == y[rows]))
+    assert rec["subset"]["of"] == 20 and rec["subset"]["seed"] == 0
+    assert rec["backend"]["name"] == "mock" and rec["backend"]["kernel"]
     assert rec["images_per_s"] > 0
     conf = np.array(rec["confusion"])            # rows: true class, columns: predicted
     expected = np.zeros_like(conf)
-    np.add.at(expected, (y[:4], pred[:4]), 1)
+    np.add.at(expected, (y[rows], pred[rows]), 1)
     np.testing.assert_array_equal(conf, expected)
     assert rec["class_names"] == list(params.class_names)
     for k, name in enumerate(params.class_names):
-        total = int((y[:4] == k).sum())
+        total = int((y[rows] == k).sum())
         assert rec["per_class"][name] == (conf[k, k] / total if total else None)
 
 
-def test_eval_progress_bar_on_a_terminal(capsys, model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("tqdm", [True, False], ids=["tqdm", "plain"])
+def test_eval_progress_bar_on_a_terminal_only(capsys, model, tmp_path, monkeypatch, tqdm):
     params, mpath = model
     data, *_ = _dataset(tmp_path, params, n=6, wrong=(1,))
-    monkeypatch.setattr("pynq_bnn.tools.cli._stderr_isatty", lambda: True)
+    if tqdm:
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setattr("pynq_bnn.tools.progress.have_tqdm", lambda: False)
+    monkeypatch.setattr("pynq_bnn.tools.progress._isatty", lambda stream: True)
     code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--batch", "2", data)
-    assert code == 0 and "\r[" in err and "6/6" in err
+    assert code == 0 and "\r" in err and "6/6" in err
+    assert "\r" not in out and "6/6" not in out            # stdout: results only
+    assert out.splitlines()[-3].startswith("accuracy: 0.8333 (5/6)")
 
 
 @pytest.mark.parametrize("content,problem", [
-    ("text", "not a readable .npz|not an .npz"),
+    ("text", "nor an .npz"),
     ("nokey", "missing array 'y'"),
     ("float", "expected uint8"),
-    ("labels", "labels outside"),
+    ("labels", "label 10 is outside the model's 10 classes"),
     ("length", "3 images but 2 labels"),
     ("missing", "no such file"),
 ])
@@ -194,7 +216,7 @@ def test_bench_json(capsys, model):
     assert rec["batch"] == 4 and rec["runs"] == 2 and rec["images_per_s"] > 0
     code, out, err = run(capsys, "bench", "--backend", "cpu", "--model", model[1], "--batch", "3",
                          "--runs", "1")
-    assert code == 0 and "images/s:" in out and "kernel" in out
+    assert code == 0 and "images/s" in out and "kernel" in out
 
 
 def test_info_json(capsys, model):

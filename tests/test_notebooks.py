@@ -47,6 +47,7 @@ def test_committed_without_outputs(path):
             assert cell.get("execution_count") is None, f"cell {i} has an execution count"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs_off_board(path, monkeypatch, tmp_path):
     nbformat = pytest.importorskip("nbformat")

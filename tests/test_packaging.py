@@ -350,6 +350,7 @@ def test_console_script_info_in_a_fresh_venv(venv, tmp_path):
 
 # ----------------------------------------------------------------------------- PYNQ delivery
 
+@pytest.mark.needs_pynq
 def test_pynq_get_notebooks_delivers_the_notebooks(tmp_path):
     """pynq's own delivery code (the body of `pynq get-notebooks`) on our notebooks folder.
 

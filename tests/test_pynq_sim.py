@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 pynq = pytest.importorskip("pynq")
+pytestmark = pytest.mark.needs_pynq
 
 from pynq.buffer import PynqBuffer  # noqa: E402
 
+from helpers import SMALL  # noqa: E402
 from pynq_bnn.spec import abi, reference  # noqa: E402
 from pynq_bnn.backends import open_backend  # noqa: E402
 from pynq_bnn.backends.sim.pynq_device import FIXTURE_BITSTREAM, SimDevice, activated  # noqa: E402
@@ -26,9 +28,6 @@ from pynq_bnn.errors import HardwareError, HardwareTimeout  # noqa: E402
 from pynq_bnn.spec.first_layer import conv1_packed  # noqa: E402
 from pynq_bnn.spec.network import Network  # noqa: E402
 from pynq_bnn.testing import random_images, random_params  # noqa: E402
-
-SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
-                n_classes=10, image_size=8)
 
 
 @pytest.fixture(scope="module")

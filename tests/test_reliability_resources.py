@@ -42,6 +42,7 @@ def _rss_bytes() -> int:
         pytest.skip("no /proc/self/statm")
 
 
+@pytest.mark.slow
 def test_ten_thousand_classifications_keep_buffers_and_memory_flat():
     """SOAK single-image calls (about 1 ms each on an idle core). Python objects are counted
     over the whole run, RSS compared before/after, and tracemalloc (which triples the cost

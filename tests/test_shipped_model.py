@@ -18,7 +18,10 @@ from pynq_bnn.host.classifier import Classifier, default_model_path
 from pynq_bnn.host.shipped_models import SHIPPED_MODELS, shipped_model_path
 from pynq_bnn.spec.first_layer import conv1_packed
 
-from conftest import CIFAR_DIR
+from helpers import CIFAR_DIR
+
+# Full-size networks on real images through every implementation: ~30 s in all.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 N_IMAGES = 48
@@ -108,6 +111,7 @@ def test_classifier_matches_reference(params, images, expected):
     np.testing.assert_array_equal(r.indices, reference.predict(params, expected))
 
 
+@pytest.mark.needs_torch
 def test_pytorch_eval_mode_matches_reference(model_name, params, images, expected):
     pytest.importorskip("torch")
     # the compact eval checkpoint the shipped file was exported from (sign bits + batch norms)

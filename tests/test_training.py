@@ -2,17 +2,14 @@
 PyTorch eval mode against the numpy reference (docs/FORMAT.md)."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.needs_torch
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:  # training/ is not an installed package
-    sys.path.insert(0, _ROOT)
-
+from helpers import CIFAR_DIR  # noqa: E402
 from pynq_bnn.spec.network import Network  # noqa: E402
 from pynq_bnn.spec.params import load_params, save_params  # noqa: E402
 from pynq_bnn.spec.reference import scores as reference_scores  # noqa: E402
@@ -20,7 +17,6 @@ from training.export import CIFAR10_CLASSES, model_to_params  # noqa: E402
 from training.model import BinaryNet  # noqa: E402
 from training import train as train_mod  # noqa: E402
 
-CIFAR_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cifar10")
 TINY = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,), n_classes=10,
                image_size=8)
 
@@ -169,6 +165,7 @@ def test_lr_schedule():
     assert lrs[-1] < 0.05
 
 
+@pytest.mark.slow
 def test_train_cli_checkpoint_resume_export(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -207,10 +204,9 @@ def test_train_cli_checkpoint_resume_export(tmp_path):
     assert p.class_names == CIFAR10_CLASSES
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(CIFAR_DIR, "test.npz")),
-                    reason="CIFAR-10 not at ../shared/data/cifar10")
-def test_exact_half_width_real_images():
-    d = np.load(os.path.join(CIFAR_DIR, "test.npz"))
+@pytest.mark.slow
+def test_exact_half_width_real_images(cifar10_test):
+    d = np.load(cifar10_test)
     x, y = d["x"], d["y"]
     idx = np.random.default_rng(0).permutation(len(x))
     train_idx, test_idx = idx[:200], idx[200:400]
