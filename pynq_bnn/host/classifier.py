@@ -299,7 +299,15 @@ def _renumber(name: str, pos: int) -> str:
     return name
 
 
-def _load_model(model) -> "tuple[Params, Optional[str]]":
+def load_model(model) -> "tuple[Params, Optional[str]]":
+    """``(params, path)`` of a Classifier's ``model`` argument: a parameter file, a shipped
+    model's name, a Params object (``path`` None) or None (the default shipped model).
+
+    Raises
+    ------
+    ParamsError
+        Missing, unknown or invalid model (the message names it).
+    """
     if isinstance(model, Params):
         validate(model)
         return model, None
@@ -367,7 +375,7 @@ class Classifier:
         chunk = DEFAULT_CHUNK if chunk is None else chunk
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
             raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-        self.params, self.model_path = _load_model(model)
+        self.params, self.model_path = load_model(model)
         self.backend_name = backend
         self.backend_options = dict(backend_options)
         self.chunk = chunk
