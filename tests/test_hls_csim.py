@@ -88,6 +88,38 @@ def test_committed_estimate_is_labelled_and_meets_goal():
         assert name in names
 
 
+def _resource_model():
+    spec = importlib.util.spec_from_file_location(
+        "resource_model", os.path.join(HLS, "resource_model", "resource_model.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", ["cycle_estimate.json", "cycle_estimate_half.json"])
+def test_committed_estimate_carries_the_resource_estimate(name):
+    """LUT/FF/BRAM36/DSP, marked ESTIMATE, each block with its derivation; current with the
+    measured unit models and the source (re-run `make -C hls_src estimates` otherwise)."""
+    with open(os.path.join(HLS, "reports", name)) as f:
+        res = json.load(f)["resources"]
+    assert res["kind"] == "ESTIMATE" and "ESTIMATE" in res["ESTIMATE"]
+    assert {"LUT", "FF", "BRAM36", "DSP"} <= set(res["totals"])
+    for block in res["blocks"]:
+        assert block["kind"] in ("MEASURED", "SHAPE", "ASSUMED") and block["derivation"]
+    assert res["utilization"]["LUT"] <= 0.75 and res["utilization"]["BRAM36"] <= 0.85
+    assert res["goals_met"] is True
+    assert res == json.loads(json.dumps(_resource_model().model())), \
+        "stale: make -C hls_src estimates"
+
+
+def test_resource_model_bram_shapes():
+    rm = _resource_model()
+    assert rm.bram36_for(144, 64) == 1      # a weight bank: width-bound
+    assert rm.bram36_for(8192, 64) == 16    # an activation bank
+    assert rm.bram36_for(64, 32) == 0.5     # one BRAM18 (512 x 36)
+    assert rm.bram36_for(16 * 256, 64) == 8  # the former gmem0 read buffer (16 x 256 beats)
+
+
 # ----------------------------------------------------------------------- C simulation
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,15 @@ endmodule
 //     table (three LUT6 per field: 0..6 in 3 bits), 10 full fields + one 4-bit field; levels
 //     2.. add the 3-bit counts pairwise in a balanced tree (3-, 4-, 5-, 6-bit adders).
 module popcount64_lut6(input [63:0] x, output [6:0] p);
+    // popcount6 of bnn_popcount.hpp: two full adders and a 2-bit add, as plain logic
     function [2:0] c6(input [5:0] f);
-        c6 = f[0] + f[1] + f[2] + f[3] + f[4] + f[5];
+        reg sa, ca, sb, cb, k0;
+        begin
+            sa = f[0] ^ f[1] ^ f[2]; ca = (f[0] & f[1]) | (f[0] & f[2]) | (f[1] & f[2]);
+            sb = f[3] ^ f[4] ^ f[5]; cb = (f[3] & f[4]) | (f[3] & f[5]) | (f[4] & f[5]);
+            k0 = sa & sb;
+            c6 = {(ca & cb) | (ca & k0) | (cb & k0), ca ^ cb ^ k0, sa ^ sb};
+        end
     endfunction
     wire [2:0] c [0:10];
     genvar i;
