@@ -289,3 +289,111 @@ def test_repeated_faults_and_recoveries_accumulate_nothing():
         assert memory.live_allocations == STEADY_BUFFERS and memory.allocations == allocs0
         assert len(gc.get_objects()) - objects0 < 100
     assert memory.live_allocations == 0
+
+
+# ----------------------------------------------------------------------------- long runs (issue 17)
+
+def test_full_model_loads_past_the_old_limit_reuse_the_address_space():
+    """The bump allocator ran out after ~1,522 full-model loads on one backend (2.8 MB each,
+    4 GiB space); now freed ranges are reused once the space has been handed out. 2,000 loads:
+    answers stay right, three buffers stay live, the addresses wrap round."""
+    from pynq_bnn.backends.sim.kernel import DEFAULT_MEM_SIZE
+    full = random_params(Network.full(), seed=3)
+    packed = conv1_packed(full, random_images(2, 32, seed=4))
+    expected = reference.binary_scores(full, packed)
+    loads = int(os.environ.get("PYNQ_BNN_FULL_LOADS", "2000"))
+    with open_backend("mock", kernel="reference") as be:
+        memory = be.memory
+        addresses = set()
+        for i in range(loads):
+            be.load(full)
+            addresses.add(min(a.address for a in memory._allocs))
+            if i % 500 == 499:
+                np.testing.assert_array_equal(be.run(packed), expected)
+                be.log.clear()
+            assert memory.live_allocations == STEADY_BUFFERS
+        assert memory.live_bytes * loads > 1.3 * DEFAULT_MEM_SIZE    # past the old limit
+        assert len(addresses) < loads                                  # so addresses were reused
+    assert memory.live_allocations == 0
+    assert memory.free_ranges == [(memory.base, memory.base + memory.size)]
+
+
+def test_five_thousand_load_cycles_in_a_small_address_space(monkeypatch):
+    """5,000 load cycles (with runs and submit/wait, which add a second buffer set) on one
+    backend whose simulated space holds about 80 loads: it wraps round some 60 times."""
+    from pynq_bnn.backends.sim import kernel
+    monkeypatch.setattr(kernel, "DEFAULT_MEM_SIZE", 1 << 20)
+    packed = conv1_packed(PARAMS, IMAGES[:4])
+    cycles = int(os.environ.get("PYNQ_BNN_LOAD_CYCLES", "5000"))
+    t0 = time.perf_counter()
+    with open_backend("mock", kernel="reference", max_batch=4) as be:
+        memory = be.memory
+        assert memory.size == 1 << 20
+        for i in range(cycles):
+            be.load(PARAMS)
+            if i % 50 == 0:
+                np.testing.assert_array_equal(be.run(packed), EXPECTED[:4])
+                np.testing.assert_array_equal(be.wait(be.submit(packed)), EXPECTED[:4])
+                be.log.clear()
+        assert memory.allocations >= 3 * cycles
+        assert memory.allocations * 4096 > 50 * memory.size
+    assert memory.live_allocations == 0
+    assert memory.free_ranges == [(memory.base, memory.base + memory.size)]
+    print(f"{cycles} load cycles in {time.perf_counter() - t0:.1f} s")
+
+
+def test_sim_memory_free_list_keeps_its_invariants_under_random_traffic():
+    """Seeded random allocate/free on a small space: live and free ranges always tile the
+    space exactly, free ranges are coalesced, MemoryError only when no free range fits."""
+    import random
+
+    from pynq_bnn.backends.sim.kernel import PAGE, SimMemory
+    m = SimMemory(size=64 * PAGE)
+    rng = random.Random(17)
+    live = []
+    for step in range(20_000):
+        if live and (rng.random() < 0.45 or len(live) > 40):
+            m.free(live.pop(rng.randrange(len(live))))
+        else:
+            n = rng.randrange(1, 6 * PAGE)
+            try:
+                live.append(m.allocate(n))
+            except MemoryError:
+                need = -(-n // PAGE) * PAGE
+                assert all(e - s < need for s, e in m.free_ranges)
+        used = sorted((a.address, a.address + -(-a.nbytes // PAGE) * PAGE) for a in live)
+        free = m.free_ranges
+        tiles = sorted(used + free)
+        assert tiles[0][0] == m.base and tiles[-1][1] == m.base + m.size
+        assert all(b == c for (_, b), (c, _) in zip(tiles, tiles[1:]))
+        assert all(b < c for (_, b), (c, _) in zip(free, free[1:]))      # coalesced
+    for a in live:
+        m.free(a)
+    assert m.free_ranges == [(m.base, m.base + m.size)]
+
+
+def test_reused_memory_is_fresh_and_stale_pointers_fault_until_reuse():
+    """What the tests rely on, with reuse: addresses above 4 GiB, new allocations read 0xA5
+    even at a reused address, a freed buffer's address is a bus error until the space has
+    wrapped round to it (next-fit), and freeing twice is harmless."""
+    from pynq_bnn.backends.sim.kernel import PAGE, SimMemory, UNINITIALISED
+    from pynq_bnn.errors import SimBusError
+    m = SimMemory(size=8 * PAGE)
+    assert m.base >= 1 << 32
+    a = m.allocate(PAGE)
+    m.write(a.address, np.full(16, 7, np.uint8))
+    m.free(a)
+    m.free(a)
+    with pytest.raises(SimBusError):
+        m.read(a.address, 16)                       # use after free
+    b = m.allocate(PAGE)
+    assert b.address != a.address                   # not reused while fresh space remains
+    rest = m.allocate(6 * PAGE)                     # the top of the space
+    c = m.allocate(PAGE)                            # wraps round: a's range again
+    assert c.address == a.address
+    assert np.all(m.read(c.address, 16) == UNINITIALISED)
+    with pytest.raises(MemoryError, match="no free range"):
+        m.allocate(PAGE)
+    for x in (b, rest, c):
+        m.free(x)
+    assert m.live_allocations == 0
