@@ -165,11 +165,11 @@ class Network:
                 raise NetworkError(f"{key}: {big[0]} channels > {MAX_CHANNELS}")
         for layer in self.layers:
             if layer.kind != "dense":
-                values = layer.in_size * layer.in_size * layer.out_channels
-                if values > MAX_MAP_VALUES:
+                n_values = layer.in_size * layer.in_size * layer.out_channels
+                if n_values > MAX_MAP_VALUES:
                     raise NetworkError(
                         f"{layer.name}: output map {layer.in_size} x {layer.in_size} x "
-                        f"{layer.out_channels} = {values} values per image > {MAX_MAP_VALUES}")
+                        f"{layer.out_channels} = {n_values} values per image > {MAX_MAP_VALUES}")
         if self.binary_weight_bits > MAX_WEIGHT_BITS:
             raise NetworkError(f"{self.binary_weight_bits} binary weight bits > {MAX_WEIGHT_BITS}")
         if self.ops_per_image > MAX_OPS_PER_IMAGE:

@@ -16,7 +16,7 @@ import struct
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, cast
 
 import numpy as np
 
@@ -92,21 +92,21 @@ def _expect(cond: bool, name: str, problem: str) -> None:
         raise ParamsError(f"{name}: {problem}")
 
 
-def _check_array(a, name: str, dtype, shape) -> None:
+def _check_array(a, name: str, dtype, shape) -> np.ndarray:
+    """``a``, checked (and so typed) as an array of that dtype and shape."""
     _expect(isinstance(a, np.ndarray), name, f"expected a numpy array, got {type(a).__name__}")
     _expect(a.dtype == np.dtype(dtype), name, f"dtype {a.dtype} (expected {np.dtype(dtype)})")
     _expect(tuple(a.shape) == tuple(shape), name, f"shape {tuple(a.shape)} (expected {tuple(shape)})")
+    return a
 
 
 def _check_thresholds(lp: LayerParams, layer: Layer) -> None:
     n = layer.out_channels
-    _check_array(lp.thresholds, f"{layer.name}.thresholds", np.int32, (n,))
-    _check_array(lp.directions, f"{layer.name}.directions", np.int8, (n,))
+    t = _check_array(lp.thresholds, f"{layer.name}.thresholds", np.int32, (n,))
+    d = _check_array(lp.directions, f"{layer.name}.directions", np.int8, (n,))
     bound = layer.fan_in + 1
-    t = lp.thresholds
     _expect(bool(np.all((t >= -bound) & (t <= bound))), f"{layer.name}.thresholds",
             f"values outside [-{bound}, {bound}]")
-    d = lp.directions
     _expect(bool(np.all((d == 1) | (d == -1))), f"{layer.name}.directions", "values other than +1/-1")
 
 
@@ -167,6 +167,8 @@ def _to_arrays(p: Params) -> Dict[str, np.ndarray]:
         lp = p.layers[layer.name]
         arrays[f"{layer.name}.weights"] = lp.weights
         if not layer.last:
+            # validate() has checked both are arrays for every layer but the last
+            assert lp.thresholds is not None and lp.directions is not None
             arrays[f"{layer.name}.thresholds"] = lp.thresholds
             arrays[f"{layer.name}.directions"] = lp.directions
     last = p.network.last_layer.name
@@ -211,7 +213,8 @@ def save_params(p: Params, path) -> str:
         except (OSError, AttributeError):  # AttributeError: no fchmod (Windows)
             pass
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            # mypy matches **arrays against savez_compressed's allow_pickle: bool as well
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -352,7 +355,8 @@ class _Archive:
                                       f"{MAX_INFLATED_BYTES} bytes")
                 flat = np.empty(count, dtype=dtype)
                 if declared:
-                    got = f.readinto(memoryview(flat.view(np.uint8)))
+                    # a ZipExtFile is a BufferedIOBase (typeshed says IO[bytes]: no readinto)
+                    got = cast(io.BufferedIOBase, f).readinto(flat.view(np.uint8).data)
                     if got != declared:
                         raise ParamsError(f"{key}: truncated ({got} of {declared} bytes)")
                 if f.read(1):   # also completes the CRC check of the member
