@@ -306,7 +306,7 @@ def test_first_layer_rejects_bad_shape():
 
 # ------------------------------------------------------------------------------ build hook
 
-def test_optional_build_ext_turns_failure_into_warning(tmp_path, capsys):
+def _broken_build(tmp_path):
     import importlib.util
     import os
 
@@ -323,6 +323,36 @@ def test_optional_build_ext_turns_failure_into_warning(tmp_path, capsys):
     cmd.build_lib = str(tmp_path / "lib")
     cmd.build_temp = str(tmp_path / "tmp")
     cmd.ensure_finalized()
+    return build, cmd
+
+
+def test_failed_native_build_fails_the_install(tmp_path, monkeypatch):
+    """Issue 18: a build without the native engine is loud unless explicitly allowed."""
+    monkeypatch.delenv("PYNQ_BNN_ALLOW_NO_NATIVE", raising=False)
+    build, cmd = _broken_build(tmp_path)
+    with pytest.raises(build.NativeBuildError, match="PYNQ_BNN_ALLOW_NO_NATIVE=1"):
+        cmd.run()
+
+
+def test_failed_native_build_is_a_warning_when_allowed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYNQ_BNN_ALLOW_NO_NATIVE", "1")
+    build, cmd = _broken_build(tmp_path)
     cmd.run()  # must not raise
     assert "native CPU engine was not built" in capsys.readouterr().err
-    assert [e.name for e in build.ext_modules()] in ([], [build.EXT_NAME])
+
+
+def test_native_build_opt_out_and_sources(monkeypatch):
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(engine.__file__), "build.py")
+    spec = importlib.util.spec_from_file_location("bnn_build_under_test2", path)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    monkeypatch.setenv("PYNQ_BNN_NO_NATIVE", "1")
+    assert build.ext_modules() == []
+    monkeypatch.delenv("PYNQ_BNN_NO_NATIVE")
+    (ext,) = build.ext_modules()
+    assert ext.name == build.EXT_NAME
+    assert sorted(os.path.basename(s) for s in ext.sources) == ["bnn_engine.c", "bnn_layer1.c"]
+    # no global vector flags: every vector function carries its own target attribute
+    assert not [a for a in ext.extra_compile_args if a.startswith(("-march", "-mfpu", "-mavx"))]

@@ -1,7 +1,14 @@
-"""Layer 1 for the CPU path: im2col into preallocated buffers + one float32 BLAS matmul with
-the thresholds folded in, then one compare-and-pack step.
+"""Layer 1 on the host: uint8 images -> packed uint64 words, the kernel's input.
 
-Bit-exact with :func:`pynq_bnn.spec.first_layer.conv1_packed` (docs/FORMAT.md sections 4 and 6):
+:class:`FirstLayer` runs the native layer 1 of the CPU engine
+(:class:`pynq_bnn.backends.cpu.engine.Layer1`: int8 arithmetic, NEON on the ARM core,
+AVX2/AVX-512 on a PC, threshold and packing fused, written straight into ``out``) where the
+library is built, and otherwise (``PYNQ_BNN_NATIVE=0``, no library, ``native=False``) the
+numpy/BLAS path below, which stays as the reference implementation. Both are bit-exact with
+:func:`pynq_bnn.spec.first_layer.conv1_packed` (docs/FORMAT.md sections 4 and 6).
+
+The numpy path: im2col into preallocated buffers + one float32 BLAS matmul with the
+thresholds folded in, then one compare-and-pack step:
 
 * the threshold rule ``d > 0: s >= T``, ``d < 0: s <= T`` is ``d*s - d*T >= 0``; the kernel
   columns are multiplied by ``d`` and a 28th im2col column of ones carries ``-d*T``, so the
@@ -17,6 +24,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ..backends.cpu import engine as _engine
+from ..errors import BackendUnavailable
 
 __all__ = ["FirstLayer", "blas_thread_control", "check_out", "writing_into"]
 
@@ -66,15 +76,12 @@ def blas_thread_control():
 
 
 def check_out(out: np.ndarray | None, shape: tuple) -> np.ndarray | None:
-    """``out`` if it can take packed layer-1 output of ``shape``; ValueError naming the problem."""
+    """``out`` if packed layer-1 output of ``shape`` can be written into it in place (a
+    writeable, aligned, C-contiguous native uint64 array); None for None;
+    :class:`~pynq_bnn.errors.ImageError` (a ValueError) naming the problem otherwise."""
     if out is None:
         return None
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or tuple(out.shape) != shape:
-        got = f"{out.dtype} {tuple(out.shape)}" if isinstance(out, np.ndarray) else type(out).__name__
-        raise ValueError(f"out: expected uint64 {shape}, got {got}")
-    if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError("out: must be a writeable C-contiguous array")
-    return out
+    return _engine.check_layer1_out(out, shape)
 
 
 def writing_into(fn):
@@ -91,22 +98,55 @@ def writing_into(fn):
 
 
 class FirstLayer:
-    """Layer 1 of ``params`` with reusable buffers.
+    """Layer 1 of ``params``: ``FirstLayer(params)(images, out=None)``.
 
-    ``FirstLayer(params)(images)`` takes uint8 NHWC ``[N, S, S, 3]`` and returns packed
-    uint64 ``[N, S, S, C1/64]``, equal to ``first_layer.conv1_packed(params, images)``.
-    ``chunk`` images go through the matmul at a time (bounds the float32 buffers);
-    ``threads`` worker threads split the batch (numpy and BLAS release the GIL);
-    ``blas_threads`` is the OpenBLAS thread count during a call (restored afterwards; None
-    leaves it alone). One call at a time per instance (calls are serialised by a lock).
+    Takes uint8 NHWC ``[N, S, S, 3]`` and returns packed uint64 ``[N, S, S, C1/64]``, equal
+    to ``first_layer.conv1_packed(params, images)``. With ``out`` (a C-contiguous, writeable,
+    aligned native uint64 array of exactly that shape, e.g. a slice ``buf[a:b]`` of the
+    kernel's DMA input buffer) the words are written there and ``out`` is returned; the
+    native path writes them directly (no intermediate array, no copy).
+
+    Parameters
+    ----------
+    threads : worker threads per call (default 1). Native: they split the rows of the batch,
+        so every batch size (batch 1 included) uses them all; numpy: they split the images.
+    native : ``None`` (default) the native layer 1 where the library is available, else
+        numpy; ``True`` requires it (BackendUnavailable otherwise); ``False`` numpy.
+    isa : the native path to force (``"avx512"``, ``"avx2"``, ``"neon"``, ``"portable"``;
+        default ``PYNQ_BNN_ISA`` or the best one).
+    chunk : numpy path: images per matmul (bounds its float32 buffers).
+    blas_threads : numpy path: the OpenBLAS thread count during a call (restored afterwards;
+        None leaves it alone).
+
+    Attributes
+    ----------
+    isa : what runs: ``"avx512-vnni"``, ``"avx2"``, ``"neon"``, ``"portable"`` (native) or
+        ``"numpy"``.
+    native : True for the native path.
+
+    Calls on one instance are serialised on the numpy path; the native path takes concurrent
+    calls.
     """
 
-    def __init__(self, params, chunk: int = 16, threads: int = 1, blas_threads: int | None = 1):
+    def __init__(self, params, chunk: int = 16, threads: int = 1, blas_threads: int | None = 1,
+                 native: bool | None = None, isa: str | None = None):
         layer = params.network.first_layer
         lp = params.layers[layer.name]
         self.size = layer.in_size
         self.c1 = layer.out_channels
+        self.out_shape = (self.size, self.size, self.c1 // 64)
         self.chunk = max(1, int(chunk))
+        self.threads = max(1, int(threads))
+        self.blas_threads = blas_threads
+        self._native = None
+        if native is None or native:
+            try:
+                self._native = _engine.Layer1(params, threads=self.threads, isa=isa)
+            except BackendUnavailable:
+                if native or isa is not None:
+                    raise
+        self.native = self._native is not None
+        self.isa = self._native.isa if self._native is not None else _engine.L1_FALLBACK
         w = lp.weights.reshape(self.c1, 27).astype(np.int64)  # (ky, kx, rgb) order
         d = lp.directions.astype(np.int64)
         t = lp.thresholds.astype(np.int64)
@@ -114,12 +154,21 @@ class FirstLayer:
         kernel[:27] = (w * d[:, None]).T
         kernel[27] = -(d * t)
         self.kernel = kernel
-        self.threads = max(1, int(threads))
-        self.blas_threads = blas_threads
         self._bufs = {}  # worker index -> (capacity, pad, cols, acc, bits)
         self._pool = None
         self._pool_size = 0
         self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f"FirstLayer(isa={self.isa!r}, threads={self.threads}, c1={self.c1})"
+
+    def close(self) -> None:
+        """Free the native object (waits for running calls); the numpy path has nothing."""
+        if self._native is not None:
+            self._native.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _buffers(self, n: int, worker: int = 0):
         cap = self._bufs.get(worker)
@@ -144,7 +193,8 @@ class FirstLayer:
             pad, shape=(n, s, s, 3, 9), strides=(st[0], st[1], st[2], st[1], st[3]),
             writeable=False)
 
-    def _run(self, images: np.ndarray, out: np.ndarray, worker: int) -> None:
+    def _run(self, images: np.ndarray, out_bytes: np.ndarray, worker: int) -> None:
+        """numpy path for ``images`` into ``out_bytes`` (uint8 [n, S, S, C1/8] view of out)."""
         s = self.size
         n = images.shape[0]
         for i in range(0, n, self.chunk):
@@ -157,27 +207,33 @@ class FirstLayer:
             cols[..., :27].reshape(b, s, s, 3, 9)[...] = self._windows(pad)
             np.matmul(cols.reshape(b * s * s, 28), self.kernel, out=acc)
             np.greater_equal(acc, np.float32(0.0), out=bits)
-            out[i:i + b] = np.packbits(bits, axis=-1, bitorder="little").reshape(b, s, s, -1)
+            out_bytes[i:i + b] = np.packbits(bits, axis=-1, bitorder="little").reshape(b, s, s, -1)
 
     def __call__(self, images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Packed layer 1 of ``images``; written into ``out`` (uint64 ``[N, S, S, C1/64]``,
-        C-contiguous, e.g. the kernel's DMA input buffer) when given, and returned."""
-        images = np.asarray(images)
-        s = self.size
-        if images.ndim != 4 or images.shape[1:] != (s, s, 3):
-            raise ValueError(f"expected uint8 images [N, {s}, {s}, 3], got shape {images.shape}")
+        C-contiguous, e.g. the kernel's DMA input buffer) when given, and returned.
+
+        Raises ImageError (a ValueError) for images that are not uint8 ``[N, S, S, 3]`` and
+        for an ``out`` of the wrong dtype, shape or layout.
+        """
+        if self._native is not None:
+            return self._native(images, out=out, threads=self.threads)
+        images = _engine.check_images(images, self.size)
         n = images.shape[0]
-        dest = check_out(out, (n, s, s, self.c1 // 64))
-        out = np.empty((n, s, s, self.c1 // 8), dtype=np.uint8)
+        shape = (n,) + self.out_shape
+        out = np.empty(shape, dtype=np.uint64) if out is None else check_out(out, shape)
+        if n == 0:
+            return out
+        out_bytes = out.view(np.uint8).reshape(n, self.size, self.size, self.c1 // 8)
         blas = blas_thread_control() if self.blas_threads is not None else None
         with self._lock:
             old = blas[1]() if blas else None
             if blas and old != self.blas_threads:
                 blas[0](int(self.blas_threads))
             try:
-                workers = min(self.threads, -(-n // self.chunk))
+                workers = min(self.threads, n)
                 if workers <= 1:
-                    self._run(images, out, 0)
+                    self._run(images, out_bytes, 0)
                 else:
                     if self._pool is None or self._pool_size < workers:
                         if self._pool is not None:
@@ -186,15 +242,11 @@ class FirstLayer:
                                                         thread_name_prefix="pynq-bnn-layer1")
                         self._pool_size = workers
                     bounds = [n * w // workers for w in range(workers + 1)]
-                    futures = [self._pool.submit(self._run, images[a:b], out[a:b], w)
+                    futures = [self._pool.submit(self._run, images[a:b], out_bytes[a:b], w)
                                for w, (a, b) in enumerate(zip(bounds, bounds[1:]))]
                     for f in futures:
                         f.result()
             finally:
                 if blas and old != self.blas_threads:
                     blas[0](old)
-        packed = out.view("<u8").astype(np.uint64, copy=False)
-        if dest is None:
-            return packed
-        dest[...] = packed
-        return dest
+        return out

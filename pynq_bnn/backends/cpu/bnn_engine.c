@@ -28,41 +28,15 @@
  *
  * Plain C ABI (loaded with ctypes), no Python.h.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+#include "bnn_cpu.h"
+
 #include <limits.h>
 #include <pthread.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "pynq-bnn's packed format is little-endian; this engine assumes a little-endian CPU"
-#endif
+#define BNN_ABI_VERSION 2 /* 2: layer 1 (bnn_l1_*) */
 
-#if defined(__x86_64__) || defined(__i386__)
-#define BNN_X86 1
-#include <immintrin.h>
-#endif
-
-#if defined(__aarch64__) || defined(__ARM_NEON) || defined(__ARM_NEON__)
-#define BNN_NEON 1
-#include <arm_neon.h>
-#if defined(__linux__) && !defined(__aarch64__)
-#include <sys/auxv.h>
-#ifndef HWCAP_NEON
-#define HWCAP_NEON (1 << 12)
-#endif
-#endif
-#endif
-
-#define BNN_API __attribute__((visibility("default")))
-#define BNN_ABI_VERSION 1
-
-enum { ISA_PORTABLE = 0, ISA_POPCNT = 1, ISA_AVX2 = 2, ISA_AVX512 = 3, ISA_NEON = 4, ISA_COUNT = 5 };
 static const char *const isa_names[ISA_COUNT] = {"portable", "popcnt", "avx2", "avx512-vpopcntdq",
                                                  "neon"};
 
@@ -333,7 +307,7 @@ AVX512_TARGET static void blk_avx512(const blk_t *B) {
 /* NEON (ARMv7 Cortex-A9 with -mfpu=neon, AArch64 Cortex-A53): vcntq_u8 + vpadalq_u8          */
 
 #ifdef BNN_NEON
-static void blk_neon(const blk_t *B) {
+BNN_NEON_FN static void blk_neon(const blk_t *B) {
     int32_t acc[MR][NB];
     for (int m = 0; m < MR; m++) {
         for (int q = 0; q < NB / 8; q++) { /* 8 channels = 4 q registers per pass */
@@ -381,22 +355,15 @@ static int isa_supported(int isa) {
         return 1;
 #ifdef BNN_X86
     case ISA_POPCNT:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("popcnt");
+        return bnn_cpu_has("p");
     case ISA_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2");
+        return bnn_cpu_has("2");
     case ISA_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+        return bnn_cpu_has("q");
 #endif
 #ifdef BNN_NEON
     case ISA_NEON:
-#if defined(__aarch64__) || !defined(__linux__)
-        return 1;
-#else
-        return (getauxval(AT_HWCAP) & HWCAP_NEON) != 0;
-#endif
+        return bnn_cpu_has_neon();
 #endif
     default:
         return 0;
@@ -429,10 +396,7 @@ BNN_API int bnn_best_isa(void) {
         if (isa_supported(order[i])) return order[i];
     return ISA_PORTABLE;
 }
-BNN_API int bnn_default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (int)n;
-}
+BNN_API int bnn_default_threads(void) { return bnn_online_cpus(); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* engine creation: pre-transform weights, base constants, thresholds                          */
