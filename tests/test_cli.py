@@ -8,15 +8,15 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import SMALL_32 as SMALL
 from PIL import Image
 
-from helpers import SMALL_32 as SMALL
 from pynq_bnn import __version__
-from pynq_bnn.spec import reference
-from pynq_bnn.tools.cli import main
 from pynq_bnn.errors import ParamsError
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.params import save_params
 from pynq_bnn.testing import random_images, random_params
+from pynq_bnn.tools.cli import main
 from pynq_bnn.tools.datasets import balanced_subset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -325,8 +325,8 @@ def test_subprocess(model, files):
     _, mpath = model
     _, paths, bad = files
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "pynq_bnn.tools.cli", "classify", "--backend", "cpu",
-                           "--model", mpath, paths[0], bad, paths[2]],
+    proc = subprocess.run([sys.executable, "-m", "pynq_bnn.tools.cli", "classify", "--backend",
+                           "cpu", "--model", mpath, paths[0], bad, paths[2]],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 2
     assert [LINE.match(x)["path"] for x in proc.stdout.splitlines()] == [paths[0], paths[2]]
@@ -336,3 +336,243 @@ def test_subprocess(model, files):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["model"] == mpath
+
+
+# ----------------------------------------------------------------------------- issue 18 / 17.5
+
+def test_classify_directories_sorted_and_recursive(capsys, model, files, tmp_path):
+    params, mpath = model
+    imgs, paths, _ = files
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(imgs[0]).save(d / "b.png")
+    Image.fromarray(imgs[1]).save(d / "a.PNG")                 # extensions in any case
+    Image.fromarray(imgs[2]).save(d / "sub" / "c.png")
+    (d / "notes.txt").write_text("not an image, and not named like one: skipped")
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, str(d),
+                         paths[2])
+    assert code == 0 and err == ""
+    got = [LINE.match(x)["path"] for x in out.splitlines()]
+    assert got == [str(d / "a.PNG"), str(d / "b.png"), paths[2]]   # sorted, then the file
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "-r", str(d))
+    assert code == 0
+    got = [LINE.match(x)["path"] for x in out.splitlines()]
+    assert got == [str(d / "a.PNG"), str(d / "b.png"), str(d / "sub" / "c.png")]
+    ints = reference.scores(params, imgs[[1, 0, 2]])
+    names = [params.class_names[k] for k in reference.predict(params, ints)]
+    assert [LINE.match(x)["label"] for x in out.splitlines()] == names
+    # a directory with no image in it is one failed item, not silence
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, str(empty),
+                         paths[0])
+    assert code == 2 and len(out.splitlines()) == 1
+    assert str(empty) in one_line(err) and "without image files" in err
+
+
+def test_classify_top_k(capsys, model, files):
+    params, mpath = model
+    imgs, paths, _ = files
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--top-k", "3",
+                         *paths)
+    assert code == 0
+    affine = reference.affine_scores(params, reference.scores(params, imgs))
+    for line, path, a in zip(out.splitlines(), paths, affine):
+        best = sorted(range(10), key=lambda k: (-a[k], k))[:3]
+        expected = ", ".join(f"{params.class_names[k]} {a[k]:.4f}" for k in best)
+        assert line == f"{path}: {expected}"
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--top-k", "20",
+                         "--json", paths[0])
+    rec = json.loads(out)["results"][0]
+    assert [t["index"] for t in rec["top"]] == sorted(range(10), key=lambda k: (-affine[0][k], k))
+    assert rec["top"][0]["index"] == rec["index"]
+    with pytest.raises(SystemExit):
+        main(["classify", "--top-k", "0", paths[0]])
+    capsys.readouterr()
+
+
+def test_escape_makes_one_printable_line():
+    from pynq_bnn.tools.cli import escape
+    assert escape("plain/path é 猫.png") == "plain/path é 猫.png"   # printable: unchanged
+    assert escape("a\nb") == "a\\nb" and escape("x\ry\tz") == "x\\ry\\tz"
+    assert escape("\x1b[2Jred") == "\\x1b[2Jred" and escape("a\u2028b") == "a\\u2028b"
+    assert escape("back\\slash") == "back\\\\slash"
+    assert escape(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png"
+    for text in ("a\nb", "\x1b]0;title\x07", "\x85next", "\u202ertl"):
+        assert "\n" not in escape(text) and escape(text).isprintable()
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS refuses non-UTF-8 file names")
+def test_classify_odd_file_names_one_escaped_line_each(capsys, model, files, tmp_path):
+    params, mpath = model
+    imgs, paths, _ = files
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9\xff.png"           # not UTF-8
+    with open(raw, "wb") as f:
+        Image.fromarray(imgs[0]).save(f, format="PNG")
+    newline = str(tmp_path / "two\nlines\x1b[31m.png")
+    Image.fromarray(imgs[1]).save(newline)
+    argv = [os.fsdecode(raw), newline, paths[2]]                     # as sys.argv has them
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, *argv)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert len(lines) == 3                                           # one line per image
+    assert lines[0].startswith(str(tmp_path) + "/caf\\xe9\\xff.png: ")
+    assert lines[1].startswith(str(tmp_path) + "/two\\nlines\\x1b[31m.png: ")
+    assert "\x1b" not in out
+    labels = reference.predict(params, reference.scores(params, imgs))
+    assert [LINE.match(x)["label"] for x in lines] == [params.class_names[k] for k in labels]
+    # --json: the exact names (the undecodable bytes come back through os.fsencode)
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, "--json", *argv)
+    recs = json.loads(out)["results"]
+    assert os.fsencode(recs[0]["path"]) == raw and recs[1]["path"] == newline
+    # an undecodable name that fails is one escaped stderr line too
+    missing = os.fsdecode(os.fsencode(str(tmp_path)) + b"/gone\xfe\n.png")
+    code, out, err = run(capsys, "classify", "--backend", "cpu", "--model", mpath, missing)
+    assert code == 2 and "gone\\xfe\\n.png" in one_line(err)
+
+
+def test_auto_says_on_stderr_that_it_is_not_the_fpga(capsys, model, files, monkeypatch):
+    import pynq_bnn.backends as backends
+    monkeypatch.setattr(backends, "board_status", lambda *a: (False, "pynq is not installed"))
+    _, mpath = model
+    code, out, err = run(capsys, "classify", "--model", mpath, files[1][0])
+    assert code == 0 and len(out.splitlines()) == 1
+    line = one_line(err)
+    assert line.startswith("pynq-bnn: not running on the FPGA: backend cpu [")
+    assert line.endswith("because pynq is not installed")
+    code, out, err = run(capsys, "classify", "--model", mpath, "--json", files[1][0])
+    backend = json.loads(out)["backend"]
+    assert backend["name"] == "cpu" and backend["reason"] == "auto: pynq is not installed"
+    assert "not running on the FPGA" in one_line(err)
+
+
+def test_every_command_says_when_the_native_engine_is_missing(capsys, model, files, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("PYNQ_BNN_NATIVE", "0")
+    params, mpath = model
+    data, *_ = _dataset(tmp_path, params, n=4, wrong=())
+    for argv in (["classify", files[1][0]], ["eval", data], ["classify", files[1][1]]):
+        code, out, err = run(capsys, argv[0], "--backend", "cpu", "--model", mpath, *argv[1:])
+        assert code == 0
+        line = one_line(err)
+        assert "native CPU engine is not available (disabled by PYNQ_BNN_NATIVE" in line
+    assert LINE.match(out.splitlines()[0])                  # and the results are still there
+    code, out, err = run(capsys, "info", "--backend", "cpu", "--model", mpath, "--json")
+    rec = json.loads(out)
+    assert rec["engine"]["native"] is False and "PYNQ_BNN_NATIVE" in rec["engine"]["reason"]
+    assert rec["backend_info"]["kernel"] == "numpy reference"
+
+
+def test_eval_reads_the_official_binary_archive(capsys, model, tmp_path):
+    """cifar-10-binary.tar.gz as distributed (other members around the test batch), its
+    extracted folder and the test_batch.bin itself give the same accuracy as the npz."""
+    import io
+    import tarfile
+    params, mpath = model
+    data, x, y, pred = _dataset(tmp_path, params, n=30, wrong=(2, 3))
+    rec = np.concatenate([y.astype(np.uint8)[:, None],
+                          x.transpose(0, 3, 1, 2).reshape(30, -1)], axis=1).tobytes()
+    names = "\n".join(params.class_names).encode() + b"\n\n"
+    tarball = str(tmp_path / "cifar-10-binary.tar.gz")
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, blob in [("data_batch_1.bin", bytes(3073 * 3)), ("batches.meta.txt", names),
+                           ("test_batch.bin", rec), ("readme.html", b"<html></html>")]:
+            info = tarfile.TarInfo("cifar-10-batches-bin/" + name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    (folder / "test_batch.bin").write_bytes(rec)
+    (folder / "batches.meta.txt").write_bytes(names)
+    results = []
+    for path in (data, tarball, str(folder), str(folder / "test_batch.bin")):
+        code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", mpath, "--json",
+                             "--limit", "12", path)
+        assert code == 0, err
+        r = json.loads(out)
+        results.append((r["n"], r["correct"], r["confusion"]))
+        assert r["data"] == path
+    assert results == [results[0]] * 4
+    rows = balanced_subset(y, 12)
+    assert results[0][1] == int((pred[rows] == y[rows]).sum())
+
+
+def test_eval_refuses_the_pickled_python_version(capsys, model, tmp_path):
+    import io
+    import pickle
+    import tarfile
+    marker = tmp_path / "unpickled"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    blob = pickle.dumps(Evil())
+    tarball = str(tmp_path / "cifar-10-python.tar.gz")
+    with tarfile.open(tarball, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    code, out, err = run(capsys, "eval", "--backend", "cpu", "--model", model[1], tarball)
+    assert code == 2 and out == "" and "never unpickles" in one_line(err)
+    assert not marker.exists()
+
+
+def test_info_reports_engine_mock_kernel_and_bitstream(capsys, model):
+    code, out, err = run(capsys, "info", "--backend", "cpu", "--model", model[1], "--json")
+    rec = json.loads(out)
+    from pynq_bnn.backends.cpu import engine
+    assert rec["engine"]["native"] == engine.native_available()
+    assert rec["engine"]["isa"] and (rec["engine"]["native"] or rec["engine"]["reason"])
+    assert rec["mock_kernel"]["kernel"] in ("hls-lib", "native engine", "numpy reference")
+    assert rec["mock_kernel"]["reason"]
+    assert rec["bitstream_found"] is False and rec["backend_reason"] == "backend 'cpu' requested"
+    code, out, err = run(capsys, "info", "--backend", "cpu", "--model", model[1])
+    assert re.search(r"^engine: +(native.*\S|numpy fallback \(.+\))$", out, re.M)
+    assert re.search(r"^mock_kernel: +\S+", out, re.M) and "bitstream_found:" in out
+
+
+def _throughput_rows(out):
+    lines = out.splitlines()
+    start = lines.index("throughput, images/s (one figure per configuration):")
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_bench_names_stages_for_the_cpu_backend(capsys, model):
+    code, out, err = run(capsys, "bench", "--backend", "cpu", "--model", model[1], "--batch", "3",
+                         "--runs", "1")
+    assert code == 0
+    assert out.splitlines()[0].startswith("backend cpu [")
+    assert "ARM" not in out and "FPGA" not in out.replace("not running on the FPGA", "")
+    assert "layers 2..L (" in out and "transfer" not in out.split("throughput")[0]
+    rows = _throughput_rows(out)
+    configs = [re.split(r"\s{2,}", r.strip())[0] for r in rows]
+    assert len(configs) == 3 and len(set(configs)) == 3          # one figure per configuration
+    assert all("measured" in r for r in rows)
+    est = out[out.index("HLS kernel cycle ESTIMATE"):]            # a block of its own, at the end
+    assert "not measured" in est.splitlines()[0]
+
+
+def test_bench_mock_models_the_kernel_from_the_estimate(capsys, model):
+    code, out, err = run(capsys, "bench", "--backend", "mock", "--model", model[1], "--batch", "2",
+                         "--runs", "1", "--json")
+    assert code == 0, err
+    rec = json.loads(out)
+    assert rec["backend"]["name"] == "mock" and "simulation" in rec["backend"]["note"]
+    kinds = [t["kind"] for t in rec["throughput"]]
+    assert "SIMULATION speed" in kinds[0]
+    est = rec["performance"]["hls_cycle_estimate"]
+    if est is None:
+        assert len(kinds) == 1 and rec["performance"]["pipeline"] is None
+        return
+    assert all("MODELLED from the HLS estimate" in k for k in kinds[1:]) and len(kinds) == 3
+    sim = rec["performance"]["pipeline"]["simulated_kernel"]
+    # the model goes through the estimate's own batch-1 and batch-16 points
+    b1 = est["batch1_ms_per_image"] / 1e3
+    assert sim["per_start_s"] + sim["per_image_s"] == pytest.approx(b1, rel=1e-9)
+    b16 = est["batch16_ms_per_image"] * 16 / 1e3
+    assert sim["per_start_s"] + 16 * sim["per_image_s"] == pytest.approx(b16, rel=1e-9)

@@ -221,11 +221,12 @@ def test_cli_json_has_only_the_good_ones_with_reference_scores(corpus, model, ca
     code, out, err = _run(capsys, "classify", "--backend", "cpu", "--model", model, "--json",
                           *paths)
     assert code == 2
-    records = json.loads(out)
+    records = json.loads(out)["results"]
+    assert [r["path"] for r in records] == paths          # every item, failed ones included
     good_paths = [good[k] for kind, k in order if kind == "good"]
-    assert [r["path"] for r in records] == good_paths
     expected = reference_of(good_paths)
-    assert [r["int_scores"] for r in records] == expected.tolist()
+    assert [r["int_scores"] for r in records if r["ok"]] == expected.tolist()
+    assert all(p in r["error"] for r, p in zip(records, paths) if not r["ok"])
     assert len(err.splitlines()) == len(bad)
 
 

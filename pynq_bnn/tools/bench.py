@@ -27,7 +27,7 @@
   block.
 
 The simulated kernel's computation is replaced through the simulator's plug-in (``compute``,
-:class:`pynq_bnn.backends.sim.kernel.KernelStart`) where it has one.
+:class:`pynq_bnn.backends.sim.kernel.KernelStart`).
 
 Wall-clock figures depend on what else the machine runs; ratios taken in one process are the
 robust part.
@@ -46,7 +46,6 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from ..resources import DATA_DIR, HLS_SRC_DIR
-from ..spec import abi
 
 logger = logging.getLogger(__name__)
 
@@ -197,78 +196,49 @@ def _median_seconds_per_call(fn: Callable[[], Any], min_time: float, rounds: int
 
 
 class _TableKernel:
-    """Replaces the simulated kernel's computation (benchmarks only).
+    """Replaces the simulated kernel's computation (benchmarks only), through the simulator's
+    plug-in interface (``sim.compute``, :class:`pynq_bnn.backends.sim.kernel.KernelStart`).
 
     ``table`` maps the packed input bytes of one image to its int32 scores (precomputed on the
-    CPU); the inputs are read from simulated DDR at the address the driver wrote, so a missing
-    flush still gives no answer (an unwritten, poisoned score the driver rejects). With
-    ``table=None`` every score is 0 (a valid score for an even last-layer fan-in): an
-    immediate kernel. ``seconds`` is the host time the simulator spent on starts (to be
-    subtracted): its own ``host_seconds`` where it has the plug-in interface.
-
-    Uses the simulator's plug-in (``sim.compute = fn(KernelStart)``) where it has one, else
-    the older contract ``SimBnnKernel._execute(n) -> (abi_id, scores address, scores or None)``.
+    CPU); the inputs are what the simulator read from simulated DDR at the address the driver
+    wrote, so a missing flush still gives no answer (an unwritten, poisoned score the driver
+    rejects). With ``table=None`` every score is 0 (a valid score for an even last-layer
+    fan-in): an immediate kernel. ``seconds`` is the host time the simulator spent on starts
+    since :meth:`reset` (its ``host_seconds``), to be subtracted.
     """
 
     def __init__(self, sim, network, table: Optional[dict]):
         self.sim = sim
         self.network = network
         self.table = table
-        self.calls = 0
-        self._own = 0.0
-        self.plugin = hasattr(sim, "compute") and hasattr(sim, "host_seconds")
-        if self.plugin:
-            sim.compute = self._compute
-        else:
-            self._original = sim._execute
-            sim._execute = self._execute
+        sim.compute = self._compute
         self.reset()
 
     def reset(self) -> None:
         self.calls = 0
-        self._own = 0.0
-        self._base = self.sim.host_seconds if self.plugin else 0.0
+        self._base = self.sim.host_seconds
 
     @property
     def seconds(self) -> float:
-        return self.sim.host_seconds - self._base if self.plugin else self._own
+        return self.sim.host_seconds - self._base
 
-    def _scores(self, n: int, data: Optional[np.ndarray]):
+    def _compute(self, start):
+        self.calls += 1
+        n = start.n_images
         scores = np.zeros((n, self.network.n_classes), dtype=np.int32)
         if self.table is not None:
             try:
                 for i in range(n):
-                    scores[i] = self.table[data[i].tobytes()]
+                    scores[i] = self.table[start.inputs[i].tobytes()]
             except KeyError:
                 return None                         # unknown input: write nothing
         return scores
 
-    def _compute(self, start):
-        self.calls += 1
-        return self._scores(start.n_images, start.inputs)
-
-    def _execute(self, n: int):
-        t0 = time.perf_counter()
-        sim = self.sim
-        args = sim._args
-        scores_addr = args[abi.SCORES_LO] | (args[abi.SCORES_HI] << 32)
-        if n == 0:                                  # the probe
-            return self._original(n)
-        data = None
-        if self.table is not None:
-            words = self.network.input_words_per_image
-            addr = args[abi.INPUT_LO] | (args[abi.INPUT_HI] << 32)
-            data = sim.memory.read(addr, 8 * n * words).reshape(n, 8 * words)
-        scores = self._scores(n, data)
-        self._own += time.perf_counter() - t0
-        self.calls += 1
-        return abi.ABI_ID, scores_addr, scores
-
 
 def _default_params(model):
+    from ..host.shipped_models import DEFAULT_MODEL
     from ..spec.network import Network
     from ..spec.params import Params, load_params
-    from ..host.shipped_models import DEFAULT_MODEL
     from ..testing import random_params
 
     if isinstance(model, Params):
@@ -499,14 +469,15 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
 
 def bench_report(backend: str = "mock", batch: int = 64, model=None, n_batches: int = 4,
                  rounds: int = 5, latency_per_image: Optional[float] = None,
-                 overhead: bool = True, **backend_options) -> Dict[str, Any]:
-    """Everything ``pynq-bnn bench`` reports, as a JSON-ready dict.
+                 overhead: bool = True, files_images_per_s: Optional[float] = None,
+                 **backend_options) -> Dict[str, Any]:
+    """Everything ``pynq-bnn bench`` reports beyond its stage table, as a JSON-ready dict.
 
     Parameters
     ----------
     backend : str
-        "mock" (default: simulated kernel latency), "pynq", "cpu" or "auto" (pynq on a board
-        with a bitstream, else cpu, as ``open_backend``).
+        "mock" (kernel time modelled from the HLS estimate), "pynq", "cpu" or "auto" (pynq on
+        a board with a bitstream, else cpu, as ``open_backend``).
     batch : int
         Images per kernel start.
     model : str, Params or None
@@ -514,9 +485,13 @@ def bench_report(backend: str = "mock", batch: int = 64, model=None, n_batches: 
     n_batches, rounds : int
         Batches per timed pass, and passes (medians are reported).
     latency_per_image : float, optional
-        Mock: simulated kernel seconds per image (default: equal to the measured layer 1).
+        Mock: a simulated kernel time per image to use instead of the HLS-estimate model
+        (the result is then labelled as given, not modelled).
     overhead : bool
         Include the mock driver-overhead measurement (about 2 s).
+    files_images_per_s : float, optional
+        The measured files -> labels throughput of the caller (the CLI's stage table), listed
+        first in ``throughput``.
     **backend_options
         Passed to ``open_backend`` (e.g. ``overlay=`` for "pynq").
     """
@@ -525,41 +500,85 @@ def bench_report(backend: str = "mock", batch: int = 64, model=None, n_batches: 
         from ..backends import board_status
         ok, _ = board_status(backend_options.get("overlay"), backend_options.get("board"))
         backend = "pynq" if ok else "cpu"
+    estimate = cycle_estimate(network=params.network)
     report: Dict[str, Any] = {
         "backend": backend, "batch": batch, "model": model_name,
         "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(),
                     "load_average": loadavg()},
         "note": "wall-clock times depend on machine load; ratios are measured in one process",
     }
-    report["pipeline"] = pipeline_overlap(params, backend, batch, n_batches, rounds,
-                                          latency_per_image, **backend_options)
-    report["layer1_ms_per_image"] = report["pipeline"]["layer1_ms_per_image"]
+    model_fit = kernel_time_model(estimate) if backend == "mock" else None
+    if backend == "mock" and model_fit is None and latency_per_image is None:
+        report["pipeline"] = None
+        report["pipeline_note"] = ("not shown on the mock without an HLS cycle estimate to "
+                                   "model the kernel's time from (make -C hls_src estimate)")
+    else:
+        report["pipeline"] = pipeline_overlap(
+            params, backend, batch, n_batches, rounds, latency_per_image,
+            kernel_model=model_fit if latency_per_image is None else None, **backend_options)
+        report["layer1_ms_per_image"] = report["pipeline"]["layer1_ms_per_image"]
+    report["throughput"] = _throughput(backend, report["pipeline"], files_images_per_s)
     if overhead and backend in ("mock", "pynq"):
         report["driver_overhead"] = driver_overhead(params, batches=sorted({1, batch}))
-    report["hls_cycle_estimate"] = cycle_estimate(network=params.network)
+    report["hls_cycle_estimate"] = estimate
     return report
 
 
-def format_report(report: Dict[str, Any]) -> str:
-    """The report as the lines ``pynq-bnn bench`` prints."""
-    p = report["pipeline"]
-    lines = [f"backend {report['backend']}, batch {report['batch']}, model {report['model']}",
-             f"layer 1 (FirstLayer, {p['layer1_threads']} thread): "
-             f"{p['layer1_ms_per_image']:.4f} ms/image"]
-    if "simulated_kernel_ms_per_image" in p:
-        lines.append(f"simulated kernel: {p['simulated_kernel_ms_per_image']:.4f} ms/image "
-                     "(mock latency, not the FPGA)")
-    lines += [
-        f"pipeline ({p['overlap_mode']}): sequential {p['sequential_images_per_s']:.1f} images/s, "
-        f"overlapped {p['overlapped_images_per_s']:.1f} images/s "
-        f"(x{p['overlapped_vs_sequential']:.2f})",
-        f"  ARM {p['arm_ms_per_batch']:.3f} ms/batch, FPGA {p['fpga_ms_per_batch']:.3f} ms/batch: "
-        f"overlapped reaches {100 * p['overlapped_vs_max']:.0f}% of max(ARM, FPGA) "
-        f"({p['bound_max_images_per_s']:.1f} images/s), "
-        f"{100 * p['overlapped_vs_pipeline_bound']:.0f}% of that plus the pipeline fill, "
-        f"{100 * p['overlapped_vs_sum']:.0f}% of the sum; "
-        f"scores identical: {p['scores_identical']}",
-    ]
+def _throughput(backend: str, pipe: Optional[Dict[str, Any]],
+                files_ips: Optional[float]) -> list:
+    """One entry per configuration: what it includes, images/s, measured or modelled."""
+    out = []
+    if files_ips is not None:
+        out.append({"configuration": "sample PNG files -> labels, sequential",
+                    "images_per_s": round(files_ips, 1),
+                    "kind": ("SIMULATION speed (the mock computes every layer on this CPU; "
+                             "not the board)" if backend == "mock" else "measured")})
+    if pipe is not None:
+        kind = ("kernel time MODELLED from the HLS estimate; driver and overlap measured"
+                if backend == "mock" else "measured")
+        out.append({"configuration": "decoded arrays -> scores, sequential",
+                    "images_per_s": pipe["sequential_images_per_s"], "kind": kind})
+        out.append({"configuration": "decoded arrays -> scores, layer 1 overlapped with "
+                                     "layers 2..L",
+                    "images_per_s": pipe["overlapped_images_per_s"], "kind": kind})
+    return out
+
+
+def format_report(report: Dict[str, Any], header: bool = True) -> str:
+    """The report as the lines ``pynq-bnn bench`` prints (``header``: the first line)."""
+    backend = report["backend"]
+    p = report.get("pipeline")
+    lines = []
+    if header:
+        lines.append(f"backend {backend}, batch {report['batch']}, model {report['model']}")
+    rows = report.get("throughput") or []
+    if rows:
+        width = max(len(r["configuration"]) for r in rows) + 2
+        lines.append("throughput, images/s (one figure per configuration):")
+        for r in rows:
+            lines.append(f"  {r['configuration']:<{width}}{r['images_per_s']:>9.1f}   "
+                         f"{r['kind']}")
+    if p is not None:
+        host, side = _pipeline_sides(backend)
+        lines.append(
+            f"overlap ({p['overlap_mode']}, batch {p['batch']}): {host} "
+            f"{p['arm_ms_per_batch']:.3f} ms/batch, {side} {p['fpga_ms_per_batch']:.3f} "
+            f"ms/batch; overlapped = x{p['overlapped_vs_sequential']:.2f} sequential, "
+            f"{100 * p['overlapped_vs_max']:.0f}% of the bound max(host, backend) "
+            f"({p['bound_max_images_per_s']:.1f} images/s); scores identical: "
+            f"{p['scores_identical']}")
+        if backend == "cpu":
+            lines.append("  (on the cpu backend layer 1 and the engine share this CPU's cores: "
+                         "overlap can gain little)")
+        k = p.get("simulated_kernel")
+        if k:
+            lines.append(f"  simulated kernel time {k['kind']}: "
+                         f"{1e3 * k['per_start_s']:.3f} ms per start + "
+                         f"{1e3 * k['per_image_s']:.4f} ms per image")
+        lines.append(f"  layer 1 (FirstLayer, {p['layer1_threads']} thread): "
+                     f"{p['layer1_ms_per_image']:.4f} ms/image")
+    elif report.get("pipeline_note"):
+        lines.append(f"overlap: {report['pipeline_note']}")
     d = report.get("driver_overhead")
     if d:
         for key, v in d.items():
@@ -568,16 +587,33 @@ def format_report(report: Dict[str, Any]) -> str:
                              f"CPU ({v['run']['wall_best_ms']:.3f} ms best wall), submit+wait "
                              f"{v['submit_wait']['cpu_ms']:.3f} ms CPU (simulated kernel's own "
                              "time subtracted)")
-    e = report.get("hls_cycle_estimate")
-    if e:
-        lines.append(f"HLS kernel ESTIMATE (C-sim loop counts at {e.get('clock_mhz')} MHz, not "
-                     f"measured): batch 1 {e.get('batch1_ms_per_image')} ms/image, batch 16 "
-                     f"{e.get('batch16_ms_per_image')} ms/image [{os.path.relpath(e['source'])}]"
-                     + ("" if e.get("network_matches", True) else
-                        "; made for another topology than this model's"))
-    else:
-        lines.append("HLS kernel estimate: none found (make -C hls_src estimate)")
+    lines.append("")
+    lines += format_estimate(report.get("hls_cycle_estimate"))
     return "\n".join(lines)
+
+
+def format_estimate(e: Optional[Dict[str, Any]]) -> list:
+    """The HLS estimate as its own block of lines, labelled as an estimate."""
+    if not e:
+        return ["HLS kernel cycle ESTIMATE: none found (make -C hls_src estimate)"]
+    lines = [f"HLS kernel cycle ESTIMATE (C-simulation loop counts at {e.get('clock_mhz')} MHz; "
+             "not synthesized, not measured on a board):"]
+    for key in sorted((k for k in e if k.startswith("batch") and k.endswith("_ms_per_image")),
+                      key=lambda k: int(k[5:-len("_ms_per_image")])):
+        b = key[5:-len("_ms_per_image")]
+        ips = e.get(f"batch{b}_images_per_s")
+        lines.append(f"  batch {b}: {e[key]} ms/image"
+                     + (f" ({ips} images/s)" if ips is not None else ""))
+    source = e.get("source") or "?"
+    try:
+        source = os.path.relpath(source)
+    except ValueError:
+        pass
+    lines.append(f"  source: {source}"
+                 + (f" (case {e['case']})" if e.get("case") else "")
+                 + ("" if e.get("network_matches", True) else
+                    "; made for another topology than this model's"))
+    return lines
 
 
 def cpu_model() -> str:

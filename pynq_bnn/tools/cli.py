@@ -2,13 +2,18 @@
 
 ::
 
-    pynq-bnn classify [--backend B] [--model MODEL] [--json] IMAGE...
-    pynq-bnn eval     [--backend B] [--model MODEL] [--limit N] [--batch N] [--json] DATA.npz
+    pynq-bnn classify [--backend B] [--model MODEL] [--top-k K] [-r] [--json] IMAGE|DIR...
+    pynq-bnn eval     [--backend B] [--model MODEL] [--limit N] [--seed S] [--batch N] [--json] DATA
     pynq-bnn bench    [--backend B] [--model MODEL] [--batch N] [--runs N] [--json]
     pynq-bnn info     [--backend B] [--model MODEL] [--json]
 
-Results go to stdout; diagnostics, progress and errors to stderr (through :mod:`logging`;
-``-v`` for info messages, ``--debug`` for debug messages and tracebacks).
+Results go to stdout and nothing else does; diagnostics, progress bars and errors go to stderr
+(``-v`` for info messages, ``--debug`` for debug messages and tracebacks). Every command says
+which backend ran: ``eval`` and ``bench`` on their first line (and in their JSON, with the
+reason), and every command with one line on stderr when ``--backend auto`` chose something other
+than the FPGA, or when the cpu backend runs without its native engine. Paths and class names
+are printed one line per image with control characters, undecodable bytes and backslashes
+escaped as in a Python string literal (``--json`` gives them exactly).
 
 Exit codes
 ----------
@@ -32,19 +37,24 @@ import logging
 import os
 import platform
 import sys
-import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from .. import __version__
-from ..host.shipped_models import SHIPPED_MODELS
 from ..errors import BnnError, ImageError
+from ..host.shipped_models import SHIPPED_MODELS
+from ..resources import SAMPLES_DIR
+from .datasets import DatasetError
 
 log = logging.getLogger("pynq_bnn.tools.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-from ..resources import SAMPLES_DIR
+
+#: What a directory given to ``classify`` contributes: files with these endings (any case).
+#: A file named on the command line is always tried, whatever its name.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".pbm", ".pnm")
 
 
 class InputError(BnnError, ValueError):
@@ -64,6 +74,17 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value):
         pass
+
+    def format(self, record) -> str:
+        return escape(super().format(record))
+
+    def filter(self, record) -> bool:
+        # The engine's once-per-process warning that it fell back to numpy: every command
+        # says so itself (_announce), with the same reason.
+        if record.name == "pynq_bnn.backends.cpu.engine" and record.levelno == logging.WARNING \
+                and "unavailable" in str(record.msg):
+            return False
+        return super().filter(record)
 
 
 def _setup_logging(level: int):
@@ -87,18 +108,57 @@ def _setup_logging(level: int):
     return restore
 
 
+# ----------------------------------------------------------------------------- output
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def escape(text) -> str:
+    """``text`` as one printable line: undecodable file-name bytes (surrogate escapes) as
+    ``\\xNN``, control and other non-printable characters as ``\\n``, ``\\x1b``, ``\\u2028``...,
+    backslashes doubled; printable characters (any script) unchanged."""
+    text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= o <= 0xDCFF:           # os.fsdecode's stand-in for a byte >= 0x80
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif o < 0x100:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    return "".join(out)
+
+
+def _write(stream, text: str) -> None:
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:  # a terminal that cannot show some printable character
+        enc = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(enc, "backslashreplace").decode(enc))
+
+
 def _err(message: str) -> None:
     """One line on stderr (CLI output, not a log record: it must show at every level)."""
-    text = " ".join(str(message).split("\n"))
-    sys.stderr.write(f"pynq-bnn: {text}\n")
+    _write(sys.stderr, f"pynq-bnn: {escape(message)}\n")
     sys.stderr.flush()
 
 
 def _out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
+    _write(sys.stdout, line + "\n")
 
 
 def _dump_json(obj) -> None:
+    # ASCII only (ensure_ascii): a file name that is not UTF-8 comes out as \udcXX escapes,
+    # which json.loads + os.fsencode turn back into the original bytes
     sys.stdout.write(json.dumps(obj, indent=None, allow_nan=False, default=_json_default) + "\n")
 
 
@@ -112,8 +172,8 @@ def _json_default(o):
     return str(o)
 
 
-def _finite(x: float) -> Optional[float]:
-    return float(x) if np.isfinite(x) else None
+def _finite(x) -> Optional[float]:
+    return float(x) if x is not None and np.isfinite(x) else None
 
 
 # ----------------------------------------------------------------------------- shared
@@ -139,159 +199,198 @@ def _classifier(args):
     return clf
 
 
-class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total = max(total, 1)
-        self.enabled = enabled
-        self.start = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / self.total)
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                         f"{rate:.1f} img/s")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def _stderr_isatty() -> bool:
+def backend_facts(be) -> Dict[str, Any]:
+    """What ran and why, for output: name, kernel, board, bitstream, reason."""
     try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+        d = be.describe()
+    except Exception as e:  # describing must not stop the work
+        d = {"describe_error": f"{type(e).__name__}: {e}"}
+    facts = {"name": be.name, "kernel": d.get("kernel"), "board": d.get("board"),
+             "bitstream": d.get("bitstream"), "reason": be.reason or None}
+    if be.name == "mock":
+        facts["note"] = "a register-level simulation of the accelerator, not the board"
+    return facts
+
+
+def backend_line(facts: Dict[str, Any]) -> str:
+    """``backend cpu [native engine (avx2)]; auto: pynq is not installed``."""
+    what = [str(facts[k]) for k in ("kernel", "board") if facts.get(k)]
+    if facts.get("bitstream"):
+        what.append(f"bitstream {facts['bitstream']}")
+    if facts.get("note"):
+        what.append(facts["note"])
+    text = f"backend {facts['name']}" + (f" [{', '.join(what)}]" if what else "")
+    return text + (f"; {facts['reason']}" if facts.get("reason") else "")
+
+
+def _announce(args, facts: Dict[str, Any]) -> None:
+    """The stderr lines every command owes: auto did not pick the board; no native engine."""
+    if args.backend.lower() == "auto" and facts["name"] != "pynq":
+        why = str(facts.get("reason") or "").replace("auto: ", "", 1)
+        _err(f"not running on the FPGA: backend {facts['name']}"
+             + (f" [{facts['kernel']}]" if facts.get("kernel") else "")
+             + (f", because {why}" if why else ""))
+    if facts["name"] == "cpu" and facts.get("kernel") == "numpy reference":
+        state = engine_state()
+        _err("WARNING: the native CPU engine is not available"
+             + (f" ({state['reason']})" if state.get("reason") else "")
+             + ": the cpu backend runs the numpy reference, about 100 times slower "
+               "(pynq-bnn info shows the engine state)")
+
+
+def engine_state() -> Dict[str, Any]:
+    """The native CPU engine: ``native`` (bool), ``isa`` and, without it, ``reason``."""
+    from ..backends.cpu import engine
+
+    status = getattr(engine, "status", None)
+    if callable(status):  # the engine's own report, where it has one
+        try:
+            st = status()
+            if isinstance(st, dict):
+                return dict(st)
+        except Exception:
+            pass
+    native = bool(engine.native_available())
+    state: Dict[str, Any] = {"native": native, "isa": engine.best_isa(), "reason": None}
+    if native:
+        state["supported_isas"] = list(engine.supported_isas())
+    else:
+        disabled = getattr(engine, "_disabled", lambda: False)()
+        state["reason"] = ("disabled by PYNQ_BNN_NATIVE" if disabled else
+                           getattr(engine, "_lib_error", None) or "the native library is not built")
+    return state
 
 
 # ----------------------------------------------------------------------------- classify
 
+def _expand(args_images: List[str], recursive: bool) -> Iterator["tuple[str, Optional[str]]"]:
+    """``(path, error)`` per input: files as given, directories as their image files (sorted;
+    with ``recursive`` also those of every subdirectory), in command-line order."""
+    for arg in args_images:
+        if not os.path.isdir(arg):
+            yield arg, None
+            continue
+        found = 0
+        for root, dirs, files in os.walk(arg, onerror=None):
+            dirs.sort()
+            if not recursive:
+                dirs[:] = []
+            for f in sorted(files):
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    found += 1
+                    yield os.path.join(root, f), None
+        if not found:
+            yield arg, (f"{arg}: a directory without image files ("
+                        + ", ".join(e[1:] for e in IMAGE_EXTENSIONS[:4]) + "...)"
+                        + ("" if recursive else "; --recursive to look in its subdirectories"))
+
+
+def _chunks(items, size: int):
+    chunk = []
+    for it in items:
+        chunk.append(it)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def cmd_classify(args) -> int:
-    records = None
-    failed = 0
+    top_k = args.top_k
+    records: Optional[List[Dict[str, Any]]] = None
+    facts: Dict[str, Any] = {}
+    model = None
+    failed = total = 0
+    complete = False
     try:
         with _classifier(args) as clf:
+            facts = backend_facts(clf.backend)
+            model = clf.model_path
+            _announce(args, facts)
+            names = list(clf.class_names)
             records = []
             # In chunks, so that results stream out while a long list of files is processed.
-            for i in range(0, len(args.images), clf.chunk):
-                result = clf.classify_many(list(args.images[i:i + clf.chunk]))
-                failed += result.n_failed
-                for p in result:
+            for chunk in _chunks(_expand(args.images, args.recursive), clf.chunk):
+                paths = [p for p, err in chunk if err is None]
+                result = iter(clf.classify_many(paths)) if paths else iter(())
+                ranked = None
+                for path, err in chunk:
+                    total += 1
+                    if err is not None:
+                        failed += 1
+                        _err(err)
+                        records.append({"path": path, "ok": False, "error": err})
+                        continue
+                    p = next(result)
                     if not p.ok:
+                        failed += 1
                         _err(str(p.error))
-                    elif args.json:
-                        records.append({"path": p.source, "label": p.name, "index": p.index,
-                                        "score": _finite(p.score),
-                                        "scores": [_finite(v) for v in p.scores],
-                                        "int_scores": [int(v) for v in p.int_scores]})
+                        records.append({"path": p.source, "ok": False, "error": str(p.error)})
+                        continue
+                    ranked = p.top(top_k)
+                    if args.json:
+                        records.append({
+                            "path": p.source, "ok": True, "name": p.name, "index": p.index,
+                            "label": p.name,  # deprecated alias of "name", for one release
+                            "score": _finite(p.score),
+                            "top": [{"name": names[k], "index": k, "score": _finite(v)}
+                                    for k, v in ranked],
+                            "scores": [_finite(v) for v in p.scores],
+                            "int_scores": [int(v) for v in p.int_scores]})
                     else:
-                        _out(f"{p.source}: {p.name} {p.score:.4f}")
+                        _out(f"{escape(p.source)}: " + ", ".join(
+                            f"{escape(names[k])} {v:.4f}" for k, v in ranked))
                 sys.stdout.flush()
+            complete = True
     finally:
         if args.json and records is not None:  # also when a later chunk fails: keep what we have
-            _dump_json(records)
+            _dump_json({"backend": facts, "model": model, "top_k": top_k,
+                        "complete": complete, "failed": failed, "results": records})
     if failed:
-        log.info("%d of %d images failed", failed, len(args.images))
+        log.info("%d of %d images failed", failed, total)
     return EXIT_INPUT if failed else EXIT_OK
 
 
 # ----------------------------------------------------------------------------- eval
 
-def _load_dataset(path: str, n_classes: int, size: int, limit: Optional[int]):
-    """x uint8 [N, H, W, 3] and y int [N] from an npz; every problem is an InputError."""
-    import zipfile
-
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not an .npz file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not head:
-        raise InputError(f"{path}: empty file (0 bytes)")
-    if not head.startswith(b"PK"):  # np.load would try to unpickle it and say so, confusingly
-        raise InputError(f"{path}: not an .npz archive (no zip header)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise InputError(f"{path}: not an .npz archive")
-            missing = [k for k in ("x", "y") if k not in z.files]
-            if missing:
-                raise InputError(f"{path}: missing array {missing[0]!r} (has {sorted(z.files)}; "
-                                 "expected x: uint8 N x 32 x 32 x 3 and y: labels)")
-            x, y = z["x"], z["y"]
-    except InputError:
-        raise
-    except AttributeError:  # np.load of a plain .npy returns an ndarray (no context manager)
-        raise InputError(f"{path}: not an .npz archive") from None
-    except ValueError as e:
-        raise InputError(f"{path}: refused ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise InputError(f"{path}: not a readable .npz archive ({e})") from None
-    except Exception as e:
-        raise InputError(f"{path}: corrupt archive ({type(e).__name__}: {e})") from None
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
-        raise InputError(f"{path}: x is {x.dtype} {x.shape}, expected uint8 "
-                         f"N x {size} x {size} x 3")
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise InputError(f"{path}: y is {y.dtype} {y.shape}, expected integer labels [N]")
-    if len(y) != len(x):
-        raise InputError(f"{path}: {len(x)} images but {len(y)} labels")
-    if len(x) and (y.min() < 0 or y.max() >= n_classes):
-        raise InputError(f"{path}: labels outside 0..{n_classes - 1}")
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    if len(x) == 0:
-        raise InputError(f"{path}: no images")
-    return x, y.astype(np.int64)
-
-
 def cmd_eval(args) -> int:
-    with _classifier(args) as clf:
-        x, y = _load_dataset(args.data, clf.network.n_classes, clf.image_size, args.limit)
-        n = len(x)
-        progress = _Progress(n, _stderr_isatty())
-        stages = dict.fromkeys(("preprocess", "layer1", "transfer", "kernel", "post"), 0.0)
-        n_classes = clf.network.n_classes
-        confusion = np.zeros((n_classes, n_classes), dtype=np.int64)  # [true, predicted]
-        t0 = time.perf_counter()
-        try:
-            for i in range(0, n, args.batch):
-                r = clf.classify(x[i:i + args.batch])
-                np.add.at(confusion, (y[i:i + args.batch], r.indices), 1)
-                for k in stages:
-                    stages[k] += r.timings.get(k, 0.0)
-                progress.update(min(i + args.batch, n))
-        finally:
-            progress.close()
-        elapsed = time.perf_counter() - t0
-        backend = clf.backend.name
-        class_names = list(clf.class_names)
-    correct = int(np.trace(confusion))
-    accuracy = correct / n
-    ips = n / elapsed if elapsed > 0 else float("inf")
-    totals = confusion.sum(axis=1)
-    per_class = {name: (int(confusion[k, k]) / int(totals[k]) if totals[k] else None)
-                 for k, name in enumerate(class_names)}
+    from ..host.classifier import Classifier
+    from .datasets import check_labels, evaluate, load_dataset
+    from .progress import terminal_bar
+
+    # model, then data, then the backend: a bad file fails before a bitstream is loaded
+    with Classifier(args.model, backend=args.backend, **_backend_options(args)) as clf:
+        data = load_dataset(args.data)
+        available = len(data)
+        data = data.subset(args.limit, seed=args.seed)
+        check_labels(data, clf.network.n_classes)
+        clf.open()
+        facts = backend_facts(clf.backend)
+        _announce(args, facts)
+        if not args.json:
+            _out(backend_line(facts))
+            sys.stdout.flush()
+        with terminal_bar(len(data), "eval") as bar:
+            report = evaluate(clf, data, batch=args.batch, progress=bar.update)
+    subset = None if len(data) == available else {
+        "of": available, "seed": args.seed,
+        "how": "seeded, class-balanced (pynq_bnn.tools.datasets.balanced_subset)"}
     if args.json:
-        _dump_json({"accuracy": accuracy, "n": n, "correct": correct,
-                    "images_per_s": _finite(ips), "seconds": elapsed, "backend": backend,
-                    "model": clf.model_path, "timings": stages, "per_class": per_class,
-                    "confusion": confusion.tolist(), "class_names": class_names})
-    else:
-        _out(f"accuracy: {accuracy:.4f} ({correct}/{n})")
-        _out("per class: " + ", ".join(f"{name} {acc:.3f}" for name, acc in per_class.items()
-                                       if acc is not None))
-        _out(f"images/s: {ips:.1f} (backend {backend}, batch {args.batch}, {elapsed:.2f} s)")
+        _dump_json(dict(report, images_per_s=_finite(report["images_per_s"]), backend=facts,
+                        model=clf.model_path, data=data.path, data_format=data.format,
+                        subset=subset, batch=args.batch))
+        return EXIT_OK
+    n, correct = report["n"], report["correct"]
+    _out(f"data: {escape(data.path)} ({data.format}), {n} images"
+         + (f" of {available} (seeded class-balanced subset, seed {args.seed})" if subset else ""))
+    _out(f"accuracy: {report['accuracy']:.4f} ({correct}/{n})")
+    _out("per class: " + ", ".join(f"{escape(name)} {acc:.3f}"
+                                   for name, acc in report["per_class"].items()
+                                   if acc is not None))
+    ips = report["images_per_s"]
+    _out(f"images/s: {ips:.1f} (batch {args.batch}, {report['seconds']:.2f} s)"
+         if ips else f"images/s: - ({report['seconds']:.2f} s)")
     return EXIT_OK
 
 
@@ -312,35 +411,55 @@ def _bench_items(batch: int, size: int) -> List[Any]:
 
 
 def cmd_bench(args) -> int:
-    stage_names = ("preprocess", "layer1", "transfer", "kernel", "post", "total")
+    from .bench import STAGE_ORDER, bench_report, format_report, stage_labels
+
     with _classifier(args) as clf:
+        facts = backend_facts(clf.backend)
+        _announce(args, facts)
+        if not args.json:
+            _out(backend_line(facts))
+            sys.stdout.flush()
         items = _bench_items(args.batch, clf.image_size)
         clf.classify(items)  # warm-up: caches, lazy allocations, first-touch of buffers
-        sums = dict.fromkeys(stage_names, 0.0)
+        sums = dict.fromkeys(STAGE_ORDER, 0.0)
         for _ in range(args.runs):
             r = clf.classify(items)
-            for k in stage_names:
+            for k in STAGE_ORDER:
                 sums[k] += r.timings.get(k, 0.0)
         backend = clf.backend.name
         model = clf.model_path
+        kernel = facts.get("kernel")
     mean = {k: v / args.runs for k, v in sums.items()}
-    ips = args.batch / mean["total"] if mean["total"] > 0 else float("inf")
-    from .bench import bench_report, format_report  # overlap, driver overhead, HLS estimate
+    ips = args.batch / mean["total"] if mean["total"] > 0 else None
+    labels = stage_labels(backend, kernel)
     perf = bench_report(backend=backend, batch=args.batch, model=model,
-                        **_backend_options(args))
+                        files_images_per_s=ips, **_backend_options(args))
     if args.json:
-        _dump_json({"backend": backend, "model": model, "batch": args.batch, "runs": args.runs,
+        _dump_json({"backend": facts, "model": model, "batch": args.batch, "runs": args.runs,
                     "images_per_s": _finite(ips), "timings": mean,
                     "per_image_s": {k: v / args.batch for k, v in mean.items()},
+                    "stage_labels": labels, "throughput": perf["throughput"],
                     "performance": perf})
         return EXIT_OK
-    _out(f"backend {backend}, batch {args.batch}, {args.runs} runs (after 1 warm-up), "
-         f"model {model or '<params>'}")
-    _out(f"{'stage':<12}{'ms/batch':>12}{'ms/image':>12}")
-    for k in stage_names:
-        _out(f"{k:<12}{1e3 * mean[k]:>12.3f}{1e3 * mean[k] / args.batch:>12.4f}")
-    _out(f"images/s: {ips:.1f}")
-    _out(format_report(perf))
+    _out(f"model {model or '<params>'}, batch {args.batch}, {args.runs} timed runs after 1 "
+         "warm-up")
+    _out("")
+    _out("stages, sample PNG files -> labels (Classifier.classify)"
+         + (", at the SIMULATION's speed, not the board's:" if backend == "mock" else ":"))
+    shown = [k for k in STAGE_ORDER if not (k == "transfer" and backend == "cpu")]
+    # time no stage accounts for (on the mock: the simulator computing on this CPU)
+    other = mean["total"] - sum(mean[k] for k in STAGE_ORDER if k != "total")
+    if other > 0.01 * mean["total"]:
+        shown.insert(-1, "other")
+        labels["other"] = ("other (the simulator computing layers 2..L on this CPU)"
+                           if backend == "mock" else "other (not in a stage)")
+        mean["other"] = other
+    width = max(len(labels[k]) for k in shown) + 2
+    _out(f"  {'stage':<{width}}{'ms/batch':>10}{'ms/image':>10}")
+    for k in shown:  # cpu: no transfer row (the engine reads the host's arrays in place)
+        _out(f"  {labels[k]:<{width}}{1e3 * mean[k]:>10.3f}{1e3 * mean[k] / args.batch:>10.4f}")
+    _out("")
+    _out(format_report(perf, header=False))
     return EXIT_OK
 
 
@@ -355,7 +474,7 @@ def _board() -> Optional[str]:
         return board
     try:
         with open("/proc/device-tree/model", "rb") as f:
-            return f.read().rstrip(b"\0").decode("utf-8", "replace").strip() or None
+            return f.read(256).rstrip(b"\0").decode("utf-8", "replace").strip() or None
     except OSError:
         return None
 
@@ -371,14 +490,31 @@ def _package_version(name: str) -> Optional[str]:
         return None
 
 
+def mock_kernel_state() -> Dict[str, Any]:
+    """What ``--backend mock`` (kernel "auto") computes with, and why."""
+    try:
+        from ..backends.sim.kernel import resolve_kernel
+        kernel, _ = resolve_kernel("auto")
+    except Exception as e:
+        return {"kernel": None, "reason": f"{type(e).__name__}: {e}"}
+    why = {
+        "hls-lib": "the HLS C-simulation library is built (make -C hls_src lib): the kernel's "
+                   "own C++ source, the closest model of the board, and the slowest",
+        "native engine": "no HLS C-simulation library; the native CPU engine is built",
+        "numpy reference": "neither the HLS C-simulation library nor the native CPU engine "
+                           "is built: the numpy reference (slow)",
+    }
+    return {"kernel": kernel, "reason": why.get(kernel, "")}
+
+
 def cmd_info(args) -> int:
     import importlib.util
 
     import PIL
 
     from ..backends import board_status, open_backend
-    from ..host.classifier import DEFAULT_MODEL, _load_model
     from ..backends.pynq.overlay_files import find_overlay, installed_boards
+    from ..host.classifier import DEFAULT_MODEL, load_model
 
     board = _board()
     info: Dict[str, Any] = {
@@ -404,8 +540,10 @@ def cmd_info(args) -> int:
     info["bitstream_found"] = bool(info["bitstream"]) and os.path.isfile(info["bitstream"])
     ok, reason = board_status(args.overlay, board)
     info["pynq_backend"] = {"available": ok, "reason": reason}
+    info["engine"] = engine_state()
+    info["mock_kernel"] = mock_kernel_state()
     try:
-        params, path = _load_model(args.model)
+        params, path = load_model(args.model)
         info["model"] = path
         info["checksum"] = params.checksum
         info["model_description"] = params.description
@@ -419,6 +557,7 @@ def cmd_info(args) -> int:
     try:
         with open_backend(name=args.backend, **_backend_options(args)) as be:
             info["backend"] = be.name
+            info["backend_reason"] = be.reason or None
             info["backend_info"] = be.describe()
     except BnnError as e:
         info["backend"] = None
@@ -427,15 +566,23 @@ def cmd_info(args) -> int:
     if args.json:
         _dump_json(info)
     else:
-        rows = dict(info, pynq_backend=("available" if ok else "unavailable") + f" ({reason})")
+        eng = info["engine"]
+        mk = info["mock_kernel"]
+        rows = dict(
+            info,
+            pynq_backend=("available" if ok else "unavailable") + f" ({reason})",
+            engine=eng.get("summary") or (
+                f"native ({eng.get('isa')})" if eng.get("native") else
+                f"numpy fallback ({eng.get('reason') or 'native library unavailable'})"),
+            mock_kernel=f"{mk.get('kernel')} ({mk.get('reason')})")
         for key in ("version", "python", "numpy", "pillow", "pynq", "machine", "board",
-                    "bitstream", "bitstream_found", "bitstream_note", "pynq_backend", "backend",
-                    "backend_error", "model", "model_description", "model_test_acc", "checksum",
-                    "model_error"):
+                    "bitstream", "bitstream_found", "bitstream_note", "pynq_backend", "engine",
+                    "mock_kernel", "backend", "backend_reason", "backend_error", "model",
+                    "model_description", "model_test_acc", "checksum", "model_error"):
             if key in rows:
-                _out(f"{key + ':':<19}{rows[key] if rows[key] is not None else '-'}")
+                _out(f"{key + ':':<19}{escape(rows[key]) if rows[key] is not None else '-'}")
         for k, v in sorted((info.get("backend_info") or {}).items()):
-            _out(f"{'  ' + k + ':':<19}{v}")
+            _out(f"{'  ' + k + ':':<19}{escape(v)}")
     for p in problems:
         _err(p)
     return EXIT_ERROR if problems else EXIT_OK
@@ -453,6 +600,16 @@ def _positive(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def _seconds(text: str) -> float:
     try:
         v = float(text)
@@ -461,6 +618,11 @@ def _seconds(text: str) -> float:
     if not v > 0 or not np.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return v
+
+
+SCORE_HELP = ("SCORE is the class's affine score, the network's logit k * s + h of the last "
+              "layer's integer sum s (docs/FORMAT.md section 7): the highest one is the "
+              "prediction. It is not a probability and its scale depends on the model.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,32 +662,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     c = sub.add_parser("classify", parents=[common, backend], help="classify image files",
-                       description="Print 'PATH: LABEL SCORE' per image (SCORE: the affine "
-                                   "score of the label).")
-    c.add_argument("images", nargs="+", metavar="IMAGE")
+                       description="Print 'PATH: LABEL SCORE' per image, in input order (with "
+                                   "--top-k K: 'PATH: LABEL1 SCORE1, LABEL2 SCORE2, ...'). "
+                                   + SCORE_HELP,
+                       epilog="A directory stands for the image files in it "
+                              f"({', '.join(IMAGE_EXTENSIONS)}), sorted by name.")
+    c.add_argument("images", nargs="+", metavar="IMAGE|DIR")
+    c.add_argument("-r", "--recursive", action="store_true",
+                   help="also the image files in the subdirectories of a DIR")
+    c.add_argument("--top-k", type=_positive, default=1, metavar="K",
+                   help="the K best classes per image, best first (default 1)")
     c.set_defaults(func=cmd_classify)
 
-    e = sub.add_parser("eval", parents=[common, backend], help="accuracy on a labelled .npz",
-                       description="Accuracy and throughput on an .npz with x (uint8 N x 32 x 32 "
-                                   "x 3) and y (labels).")
-    e.add_argument("data", metavar="DATA.npz")
+    e = sub.add_parser("eval", parents=[common, backend], help="accuracy on labelled data",
+                       description="Accuracy and throughput on CIFAR-10 as distributed "
+                                   "(cifar-10-binary.tar.gz, or its extracted "
+                                   "cifar-10-batches-bin/ folder: the test batch) or an .npz "
+                                   "with x (uint8 N x 32 x 32 x 3) and y (labels).")
+    e.add_argument("data", metavar="DATA")
     e.add_argument("--limit", type=_positive, default=None, metavar="N",
-                   help="only the first N images (the project's CIFAR-10 npz files are sorted "
-                        "by class, so a prefix is not a fair sample)")
+                   help="a seeded, class-balanced subset of N images (the same one every time "
+                        "for the same --seed)")
+    e.add_argument("--seed", type=_seed, default=0, metavar="S",
+                   help="seed of the --limit subset (default 0)")
     e.add_argument("--batch", type=_positive, default=256, metavar="N",
                    help="images per classify call (default 256)")
     e.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", parents=[common, backend], help="time every pipeline stage",
-                       description="Time preprocess, layer 1, transfer, kernel and post-processing "
-                                   "on the shipped sample images (random ones if absent).")
+                       description="Time each stage on the shipped sample images (random ones "
+                                   "if absent), one throughput figure per configuration, and "
+                                   "the HLS kernel's cycle estimate in its own block.")
     b.add_argument("--batch", type=_positive, default=16, metavar="N", help="images per run (16)")
     b.add_argument("--runs", type=_positive, default=5, metavar="N",
                    help="timed runs after one warm-up (5)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", parents=[common, backend],
-                       help="versions, board, backend, bitstream, model")
+                       help="versions, board, bitstream, engine, backend, model")
     i.set_defaults(func=cmd_info)
     return p
 
@@ -558,7 +732,7 @@ def _dispatch(args) -> int:
         except (OSError, AttributeError, ValueError):
             pass
         return EXIT_ERROR
-    except (ImageError, InputError) as e:
+    except (ImageError, InputError, DatasetError) as e:
         if args.debug:
             raise
         _err(f"error: {e}")
