@@ -28,7 +28,7 @@ class _Options:
         if unknown:
             raise TypeError(f"backend {backend!r} has no option(s) {', '.join(unknown)}; "
                             f"it takes {', '.join(sorted(names))}")
-        return cls(**{k: v for k, v in kwargs.items() if k in names})  # type: ignore[call-arg]
+        return cls(**{k: v for k, v in kwargs.items() if k in names})
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -53,7 +53,8 @@ class DriverOptions(_Options):
     use_interrupt: bool = True
 
     def __post_init__(self):
-        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
+        if (isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int)
+                or self.max_batch < 1):
             raise ValueError(f"max_batch must be an int >= 1, got {self.max_batch!r}")
         object.__setattr__(self, "timeout", check_timeout(self.timeout))
 

@@ -1,18 +1,22 @@
 """The "cpu" backend: no FPGA; layers 2..L on the ARM (or any PC).
 
-Runs :class:`pynq_bnn.backends.cpu.engine.Engine` (the native XNOR-popcount engine, which itself falls back
-to the numpy reference without its C library); if the engine module is missing or fails to
-construct, :func:`pynq_bnn.spec.reference.binary_scores` (bit-exact, about 0.1 s per image for the
-full network on a PC). ``engine=False`` forces the reference.
+Runs :class:`pynq_bnn.backends.cpu.engine.Engine` (the native XNOR-popcount engine, which
+itself falls back to the numpy reference without its C library); if the engine module is
+missing or fails to construct, :func:`pynq_bnn.spec.reference.binary_scores` (bit-exact,
+about 0.1 s per image for the full network on a PC). ``engine=False`` forces the reference.
 """
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING, Optional
 
-from ...spec import reference
 from ...errors import BnnError
+from ...spec import reference
 from ..base import Backend, check_packed
+
+if TYPE_CHECKING:  # engine.py is imported when a model loads; here only its type is needed
+    from .engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class CpuBackend(Backend):
         super().__init__()
         self._use_engine = bool(engine)
         self.max_batch = int(max_batch)
-        self._engine = None
+        self._engine: Optional[Engine] = None
 
     @property
     def kernel(self) -> str:

@@ -22,11 +22,13 @@ import stat
 import sys
 import tempfile
 import time
+from types import ModuleType
 from typing import Optional
 
 from ...errors import HardwareError
 from ...files import check_fd, file_kind
 
+fcntl: Optional[ModuleType]
 try:
     import fcntl
 except ImportError:  # Windows: no PYNQ board runs it; the lock becomes a no-op

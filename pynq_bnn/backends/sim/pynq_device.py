@@ -19,7 +19,7 @@ import os
 import struct
 import weakref
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pynq
@@ -76,9 +76,10 @@ class SimDevice(pynq.Device):
         self.bitfile_name = None
         self.timestamp = ""
         self.downloads = 0
-        self._ip_window = None          # (base, size) of the bnn_kernel registers
-        self._other_registers = {}      # every other address: plain storage
-        self._owners = weakref.WeakValueDictionary()  # allocation address -> buffer
+        self._ip_window: Optional[Tuple[int, int]] = None  # (base, size) of the kernel's registers
+        self._other_registers: Dict[int, int] = {}        # every other address: plain storage
+        # allocation address -> buffer
+        self._owners: weakref.WeakValueDictionary[int, PynqBuffer] = weakref.WeakValueDictionary()
 
     # metadata and programming ------------------------------------------------------------
     def get_bitfile_metadata(self, bitfile_name, partial: bool = False):
@@ -116,7 +117,8 @@ class SimDevice(pynq.Device):
         out = bytearray()
         for a in range(int(address), int(address) + int(length), 4):
             off = self._ip_offset(a)
-            value = self.kernel_model.read(off) if off is not None else self._other_registers.get(a, 0)
+            value = (self.kernel_model.read(off) if off is not None
+                     else self._other_registers.get(a, 0))
             out += struct.pack("<I", value & 0xFFFFFFFF)
         return bytes(out[:length])
 
