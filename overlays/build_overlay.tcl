@@ -41,7 +41,7 @@ proc die {msg} {
 # interconnect (N:1). A board file may set its own HP_PORT_MAP. A bundle not in the map is
 # refused: the map is deliberate, not "next free port".
 set HP_PORT_MAP_DEFAULT {gmem0 0 gmem1 2 gmem2 2}
-# Implementation strategy: the XC7Z020 build is ~70% LUT (hls_src/README.md, resource ESTIMATE)
+# Implementation strategy: the XC7Z020 build is ~67% LUT (hls_src/README.md, resource ESTIMATE)
 # with wide XNOR-popcount trees at 100 MHz; the explore strategy with post-route phys_opt gives
 # the most slack for that (UG904, "Implementation Strategies"). A board file may override
 # IMPL_STRATEGY / SYNTH_STRATEGY, and so may the environment (PYNQ_BNN_IMPL_STRATEGY,
