@@ -1,8 +1,12 @@
 """pynq_bnn.camera: frame sources, frame preprocessing and the live loop (no OpenCV needed)."""
 import os
+import signal
+import struct
 import sys
 import threading
+import time
 import types
+import zlib
 
 import numpy as np
 import pytest
@@ -77,6 +81,166 @@ def test_folder_source_errors_name_the_folder_or_file(tmp_path):
         assert first.shape == (6, 8, 3) and (first == 255).all()  # alpha composited on white
         with pytest.raises(CameraError, match="b.png"):
             src.read()
+
+
+def _png_header_only(width, height) -> bytes:
+    """A ~100-byte PNG that declares ``width x height`` RGB pixels (its data is 64 bytes)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                   0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [11000, 17000])  # Pillow: a warning (< 2x limit), an error
+def test_folder_source_applies_the_package_pixel_limit(tmp_path, side):
+    """11000^2 would decode 363 MB (1.3 GB at 16 bit); both are refused from the header."""
+    (tmp_path / "big.png").write_bytes(_png_header_only(side, side))
+    with ImageFolderSource(tmp_path) as src:
+        with pytest.raises(CameraError, match=r"big\.png: .*(exceeds the limit|bomb)") as e:
+            src.read()
+    assert "truncated" not in str(e.value)       # refused before any decoding was tried
+
+
+def test_folder_source_refuses_non_raster_formats_without_running_anything(tmp_path,
+                                                                           monkeypatch):
+    import subprocess
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or 1 / 0)
+    (tmp_path / "a.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+                                     b"0 0 moveto 8 8 lineto stroke showpage\n")
+    with ImageFolderSource(tmp_path) as src:
+        with pytest.raises(CameraError, match="a.png: not an image file of an accepted format"):
+            src.read()
+    assert started == []
+
+
+class BlockingSource(FrameSource):
+    """One frame, then a read that blocks until ``unblock`` is set (or, with
+    ``release_interrupts_read``, until the source is released, like a socket being closed)."""
+
+    name = "blocking test source"
+
+    def __init__(self, interrupts: bool):
+        super().__init__()
+        self.release_interrupts_read = interrupts
+        self.unblock = threading.Event()
+        self.blocked = threading.Event()
+        self.released = threading.Event()
+        self.release_calls = 0
+        self.release_thread = None
+        self.in_read = False
+
+    def _read(self):
+        if self.frames_read == 0:
+            return np.full((40, 48, 3), 100, np.uint8)
+        self.in_read = True
+        try:
+            self.blocked.set()
+            self.unblock.wait(30)        # a safety bound: the tests never get near it
+        finally:
+            self.in_read = False
+        return None if self.release_calls else np.zeros((40, 48, 3), np.uint8)
+
+    def _release(self):
+        self.release_calls += 1
+        self.release_thread = threading.current_thread()
+        self.released.set()
+        if self.release_interrupts_read:
+            self.unblock.set()
+
+
+def _read_in_thread(src):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("frame", src.read()), daemon=True)
+    t.start()
+    assert src.blocked.wait(5)
+    return t, out
+
+
+def test_close_releases_at_its_deadline_a_source_whose_release_unblocks_the_read():
+    src = BlockingSource(interrupts=True)
+    src.read()
+    t, out = _read_in_thread(src)
+    t0 = time.monotonic()
+    assert src.close(timeout=0.3) is True
+    assert 0.25 <= time.monotonic() - t0 < 3
+    assert src.released.is_set() and src.release_calls == 1
+    t.join(5)
+    assert not t.is_alive() and out["frame"] is None
+    with pytest.raises(CameraError, match="closed"):
+        src.read()
+    assert src.close() is True and src.release_calls == 1
+
+
+def test_close_never_waits_past_its_deadline_and_the_blocked_reader_releases():
+    src = BlockingSource(interrupts=False)
+    src.read()
+    t, out = _read_in_thread(src)
+    t0 = time.monotonic()
+    assert src.close(timeout=0.3) is False       # unsafe to release under this read
+    assert time.monotonic() - t0 < 3 and src.closed and not src.released.is_set()
+    src.unblock.set()                            # the read returns (OpenCV: its own timeout)
+    assert src.released.wait(5) and src.release_thread is t
+    t.join(5)
+    assert src.release_calls == 1 and out["frame"] is not None
+    with pytest.raises(CameraError, match="closed"):
+        src.read()
+
+
+def test_close_waits_for_a_read_that_returns_in_time_and_releases_once():
+    src = BlockingSource(interrupts=False)
+    src.read()
+    t, _ = _read_in_thread(src)
+    threading.Timer(0.2, src.unblock.set).start()
+    closers = [threading.Thread(target=src.close, kwargs={"timeout": 5}) for _ in range(4)]
+    for c in closers:
+        c.start()
+    for c in closers:
+        c.join(10)
+    t.join(5)
+    assert src.release_calls == 1 and src.release_thread is not t
+
+
+@pytest.mark.parametrize("interrupts", [True, False])
+def test_live_run_stop_lets_go_of_a_blocked_source(clf, interrupts):
+    src = BlockingSource(interrupts)
+    live = start_live(clf, src)
+    assert src.blocked.wait(30)                  # frame 0 classified, the loop is in a read
+    t0 = time.monotonic()
+    live.stop()
+    assert time.monotonic() - t0 < 1             # stop() returns at once
+    if interrupts:
+        assert src.released.is_set()
+    else:
+        assert live.join(0.5) is None and not src.released.is_set()
+        src.unblock.set()                        # the read returns: the device is let go
+    stats = live.join(10)
+    assert stats.stopped_by == "stop" and stats.frames == 1
+    assert src.released.is_set() and src.release_calls == 1
+    assert not live_threads()
+
+
+def test_ctrl_c_in_a_blocked_read_releases_the_source(clf):
+    src = BlockingSource(interrupts=False)
+    main = threading.main_thread().ident
+
+    def interrupt():
+        # a signal that lands just before the wait starts is lost (as a real Ctrl-C can be):
+        # press again while the read is still blocked
+        src.blocked.wait(30)
+        while src.in_read:
+            signal.pthread_kill(main, signal.SIGINT)
+            time.sleep(0.5)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_live(clf, src)
+    assert time.monotonic() - t0 < 20
+    assert src.released.is_set() and src.release_calls == 1 and src.closed
+    assert not live_threads()
 
 
 def test_synthetic_source_is_deterministic_and_finite():
@@ -282,7 +446,8 @@ def test_run_live_on_the_mock_backend(params):
     with Classifier(params, "mock", kernel="reference") as c:
         frames = list(SyntheticSource(3, 64, 48))
         stats = run_live(c, ArraySource(frames), overlap=True)
-        assert stats.class_indices == c.classify(np.stack([preprocess_frame(f) for f in frames])).indices.tolist()
+        expected = c.classify(np.stack([preprocess_frame(f) for f in frames]))
+        assert stats.class_indices == expected.indices.tolist()
 
 
 def test_stop_controls(clf):

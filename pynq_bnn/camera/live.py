@@ -29,10 +29,9 @@ from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..spec import reference
-from ..errors import HardwareError
-
+from ..errors import CameraError, HardwareError
 from ..host.pipeline import HostBatch, stream
+from ..spec import reference
 from .sources import FrameSource, preprocess_frame
 
 __all__ = ["run_live", "start_live", "LiveRun", "LiveResult", "LiveStats", "LIVE_STAGES"]
@@ -175,10 +174,16 @@ def _frames(source: FrameSource, size: int, want: Callable[[int], bool],
     index = 0
     while want(index):
         t0 = time.perf_counter()
-        frame = source.read()
+        try:
+            frame = source.read()
+        except CameraError:
+            if source.closed and not want(index):  # LiveRun.stop() closed it under the read
+                return
+            raise
         t1 = time.perf_counter()
         if frame is None:
-            stats.stopped_by = "end of source"
+            if not (source.closed and not want(index)):
+                stats.stopped_by = "end of source"
             return
         image = preprocess_frame(frame, size)
         t2 = time.perf_counter()
@@ -316,10 +321,12 @@ class LiveRun:
     """:func:`run_live` in a background thread (what :func:`start_live` returns).
 
     Use :meth:`stop` from a button callback, then :meth:`join` for the :class:`LiveStats`
-    (it re-raises an exception the loop ended with). The source is closed by the loop.
+    (it re-raises an exception the loop ended with). The source is closed by the loop, or by
+    :meth:`stop` (so that a read blocked in the loop thread lets go of the camera).
     """
 
     def __init__(self, classifier, source: FrameSource, **kwargs):
+        self._source = source if kwargs.get("close_source", True) else None
         self._stop = threading.Event()
         self.stats: Optional[LiveStats] = None
         self.error: Optional[BaseException] = None
@@ -338,8 +345,14 @@ class LiveRun:
         return self
 
     def stop(self) -> None:
-        """Ask the loop to stop after the current frame (returns at once)."""
+        """Ask the loop to stop after the current frame, and close the source (returns at once).
+
+        A frame being read is still classified; a read that blocks does not hold the camera:
+        see :meth:`FrameSource.close` (``timeout=0`` here).
+        """
         self._stop.set()
+        if self._source is not None:
+            self._source.close(timeout=0)
 
     @property
     def running(self) -> bool:

@@ -18,8 +18,8 @@ array per call), or ``None`` when a finite source (a video file, a folder withou
 no more frames. OpenCV delivers BGR: :class:`OpenCVCamera` and :class:`VideoFileSource`
 convert to RGB as they read, so nothing downstream needs to know where a frame came from.
 :func:`preprocess_frame` turns a frame into the network's input (``order="BGR"`` for a raw
-OpenCV frame): centre square, resized to ``size x size`` with
-:func:`pynq_bnn.host.preprocess.load_image` (the same resampling as for image files).
+OpenCV frame): the centre square, area-averaged to ``size x size`` by
+:func:`pynq_bnn.host.preprocess.fit_array`, exactly as image files are (no PIL round trip).
 
 Sources
 -------
@@ -39,32 +39,52 @@ Sources
 ``$PYNQ_BNN_CAMERA`` (the notebooks' fake camera off-board). Every source is a context manager;
 :meth:`FrameSource.close` is idempotent and always releases the device.
 
+Closing and blocked reads
+-------------------------
+:meth:`FrameSource.close` may be called from any thread, also while another thread is inside
+:meth:`FrameSource.read`, and it never waits longer than its ``timeout`` (default
+:data:`CLOSE_TIMEOUT`). A read in progress is waited for until then; if it is still blocked at
+the deadline, a source whose release unblocks its read (``release_interrupts_read``) is released
+at once, and any other (OpenCV's capture objects are not safe to release under a read) is
+released by the reading thread the moment its read returns. OpenCV gives up a stalled V4L2 read
+after ``$OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT`` seconds, which this module sets to 2 (OpenCV's
+default is 10) unless it is set already, so a USB camera is let go within about 2 s after a
+close, even when its read had hung. A closed source refuses further reads.
+
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
+import time
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import CameraError, ImageError
-from ..host.preprocess import load_image, to_rgb
+from ..host.preprocess import decode_image, fit_array
 
 __all__ = ["FrameSource", "OpenCVCamera", "VideoFileSource", "ImageFolderSource", "ArraySource",
            "SyntheticSource", "open_source", "source_from_env", "preprocess_frame", "CAMERA_ENV",
-           "IMAGE_EXTENSIONS", "cv2_available"]
+           "IMAGE_EXTENSIONS", "CLOSE_TIMEOUT", "cv2_available"]
 
 log = logging.getLogger(__name__)
 
 CAMERA_ENV = "PYNQ_BNN_CAMERA"
 """Environment variable holding an :func:`open_source` spec (the notebooks' camera)."""
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
-                    ".webp")
-"""File name endings :class:`ImageFolderSource` picks up (case-insensitive)."""
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif",
+                    ".tiff", ".webp")
+"""File name endings :class:`ImageFolderSource` picks up (case-insensitive). The content must
+also be one of :data:`pynq_bnn.host.preprocess.RASTER_FORMATS`, whatever the name says."""
+
+CLOSE_TIMEOUT = 3.0
+"""Seconds :meth:`FrameSource.close` waits for a read in progress in another thread (longer
+than the 2 s V4L2 read timeout set below, so a stalled camera is normally released in time)."""
+
+_V4L_SELECT_TIMEOUT_S = "2"
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480
 
@@ -74,6 +94,9 @@ DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480
 def _import_cv2():
     """``cv2``, or a :class:`CameraError` saying how to get it."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # as the PYNQ webcam notebooks do
+    # a stalled V4L2 camera makes each read wait this long (OpenCV: 10 s), and a close waits for
+    # the read; OpenCV reads it once, at the first capture
+    os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", _V4L_SELECT_TIMEOUT_S)
     try:
         import cv2
     except ImportError as e:
@@ -109,8 +132,9 @@ class FrameSource:
     """Where frames come from: ``read()`` -> RGB ``uint8[H, W, 3]`` or ``None`` (no more).
 
     Subclasses implement :meth:`_read` and :meth:`_release`. A source is a context manager and
-    an iterator over its frames; :meth:`close` is idempotent, and a closed source refuses
-    :meth:`read` with :class:`~pynq_bnn.errors.CameraError`.
+    an iterator over its frames; :meth:`close` is idempotent, may be called from another thread
+    while a read is in progress (see the module docstring), and a closed source refuses
+    :meth:`read` with :class:`~pynq_bnn.errors.CameraError`. :meth:`_release` runs exactly once.
 
     Attributes
     ----------
@@ -118,13 +142,27 @@ class FrameSource:
         What the source is (device, file or folder), used in messages.
     frames_read : int
         Frames returned so far.
+    release_interrupts_read : bool
+        Class attribute: True when :meth:`_release` may run while :meth:`_read` is blocked in
+        another thread and makes that read return (e.g. it closes the socket the read waits
+        on); then :meth:`close` releases at its deadline whatever the read does. False (the
+        default) when that is unsafe: the release then waits for the read to return.
     """
 
     name = "frame source"
+    release_interrupts_read = False
 
     def __init__(self):
         self._closed = False
+        self._released = False
+        self._closing = False          # a close() is waiting for a read (it releases after)
+        self._reads = 0                # reads in progress
+        self._state = threading.Condition(threading.Lock())
         self.frames_read = 0
+
+    def _mark_unopened(self) -> None:
+        """For a constructor that fails: nothing to release, refuse reads."""
+        self._closed = self._released = True
 
     def read(self) -> Optional[np.ndarray]:
         """The next frame, RGB ``uint8[H, W, 3]``; ``None`` at the end of a finite source.
@@ -134,19 +172,71 @@ class FrameSource:
         CameraError
             The source is closed, or the device / file cannot deliver a frame.
         """
-        if self._closed:
-            raise CameraError(f"{self.name}: the source is closed")
-        frame = self._read()
+        with self._state:
+            if self._closed:
+                raise CameraError(f"{self.name}: the source is closed")
+            self._reads += 1
+        try:
+            frame = self._read()
+        finally:
+            with self._state:
+                self._reads -= 1
+                # a close() that gave up waiting for this read left the release to it
+                late = (self._closed and not self._released and not self._closing
+                        and self._reads == 0)
+                if late:
+                    self._released = True
+                self._state.notify_all()
+            if late:
+                self._release_logged("after the read that close() did not wait for")
         if frame is not None:
             self.frames_read += 1
         return frame
 
-    def close(self) -> None:
-        """Release the device or files. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Release the device or files. Idempotent, from any thread, never waits forever.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait for a read in progress in another thread to return.
+
+        Returns
+        -------
+        bool
+            True when the source is released on return; False when a read was still blocked
+            at the deadline and this source cannot be released under it: it is then released
+            by the reading thread as soon as that read returns (and refuses any further read).
+        """
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        with self._state:
+            if self._released:
+                return True
+            self._closed = True
+            self._closing = True
+            try:
+                while self._reads and not self._released:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._state.wait(left)
+            finally:
+                self._closing = False
+            if self._released:
+                return True
+            if self._reads and not self.release_interrupts_read:
+                log.warning("%s: a read is still blocked after %.1f s; the device is released "
+                            "when it returns", self.name, max(0.0, float(timeout)))
+                return False
+            self._released = True
         self._release()
+        return True
+
+    def _release_logged(self, when: str) -> None:
+        try:
+            self._release()
+        except Exception as e:  # in the reading thread: report it, keep the frame or error
+            log.error("%s: releasing %s failed: %s: %s", self.name, when, type(e).__name__, e)
 
     @property
     def closed(self) -> bool:
@@ -174,7 +264,7 @@ class FrameSource:
 
     def __del__(self):
         try:
-            self.close()
+            self.close(timeout=0)
         except Exception:  # never raise from a finaliser
             pass
 
@@ -223,12 +313,12 @@ class OpenCVCamera(FrameSource):
         try:
             cap = cv2.VideoCapture(device)
         except Exception as e:  # some OpenCV builds raise instead of returning a closed capture
-            self._closed = True
+            self._mark_unopened()
             raise CameraError(f"{self.name}: cannot be opened ({type(e).__name__}: {e})") from None
         if cap is None or not cap.isOpened():
             if cap is not None:
                 cap.release()
-            self._closed = True
+            self._mark_unopened()
             raise CameraError(f"{self.name}: cannot be opened: no camera attached, or it is in "
                               "use by another program (close other notebooks using it), or no "
                               "permission to open it")
@@ -239,6 +329,8 @@ class OpenCVCamera(FrameSource):
 
     def _read(self) -> np.ndarray:
         for _ in range(self.retries + 1):
+            if self._closed:  # closed while a failed grab was retried: stop trying
+                raise CameraError(f"{self.name}: closed during a read")
             ok, frame = self._cap.read()
             if ok and frame is not None:
                 return _bgr_to_rgb(frame, self.name)
@@ -274,7 +366,7 @@ class VideoFileSource(FrameSource):
         self.name = f"video {self.path}"
         self.loop = bool(loop)
         if not os.path.isfile(self.path):
-            self._closed = True
+            self._mark_unopened()
             raise CameraError(f"{self.name}: no such file")
         cv2 = _import_cv2()
         self._cv2 = cv2
@@ -282,7 +374,7 @@ class VideoFileSource(FrameSource):
         if cap is None or not cap.isOpened():
             if cap is not None:
                 cap.release()
-            self._closed = True
+            self._mark_unopened()
             raise CameraError(f"{self.name}: OpenCV cannot open it (unknown format or codec)")
         self._cap = cap
 
@@ -304,7 +396,11 @@ class VideoFileSource(FrameSource):
 
 
 class ImageFolderSource(FrameSource):
-    """The image files of a folder, in sorted name order, read with Pillow (a fake camera).
+    """The image files of a folder, in sorted name order (a fake camera).
+
+    Each file is decoded by :func:`pynq_bnn.host.preprocess.decode_image`, with the same
+    accepted formats, regular-file check and pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``) as
+    every other image the package opens, and given at full size.
 
     Parameters
     ----------
@@ -317,7 +413,8 @@ class ImageFolderSource(FrameSource):
     ------
     CameraError
         The folder does not exist or holds no image file; :meth:`read` raises it for a file
-        that cannot be decoded (naming the file).
+        that cannot be used (naming the file and the problem: not an accepted format, too
+        many pixels, corrupt...).
     """
 
     def __init__(self, path, loop: bool = False):
@@ -326,14 +423,14 @@ class ImageFolderSource(FrameSource):
         self.name = f"folder {self.path}"
         self.loop = bool(loop)
         if not os.path.isdir(self.path):
-            self._closed = True
+            self._mark_unopened()
             raise CameraError(f"{self.name}: no such folder")
         self.files: List[str] = sorted(
             os.path.join(self.path, f) for f in os.listdir(self.path)
             if f.lower().endswith(IMAGE_EXTENSIONS)
             and os.path.isfile(os.path.join(self.path, f)))
         if not self.files:
-            self._closed = True
+            self._mark_unopened()
             raise CameraError(f"{self.name}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
         self._next = 0
 
@@ -345,13 +442,9 @@ class ImageFolderSource(FrameSource):
         path = self.files[self._next]
         self._next += 1
         try:
-            with Image.open(path) as img:
-                img.load()
-                return np.array(to_rgb(img, path), dtype=np.uint8)
+            return decode_image(path)
         except ImageError as e:
             raise CameraError(str(e)) from None
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-            raise CameraError(f"{path}: cannot read the image ({type(e).__name__}: {e})") from None
 
 
 class ArraySource(FrameSource):
@@ -530,8 +623,10 @@ def source_from_env(default: str = "usb:0", *, loop: bool = False,
 def preprocess_frame(frame: np.ndarray, size: int = 32, order: str = "RGB") -> np.ndarray:
     """A camera frame -> the network input ``uint8[size, size, 3]`` RGB.
 
-    The centre square of the frame (side ``min(H, W)``) resized to ``size x size``, exactly as
-    :func:`pynq_bnn.host.preprocess.load_image` fits any image.
+    The centre square of the frame (side ``min(H, W)``) area-averaged to ``size x size`` by
+    :func:`pynq_bnn.host.preprocess.fit_array`, exactly as
+    :func:`pynq_bnn.host.preprocess.load_image` fits any image; the frame goes straight into
+    the integer resize (no PIL image, no copy of the frame).
 
     Parameters
     ----------
@@ -549,8 +644,13 @@ def preprocess_frame(frame: np.ndarray, size: int = 32, order: str = "RGB") -> n
     """
     order = _check_order(order)
     a = np.asarray(frame)
-    if a.ndim == 2 and a.dtype == np.uint8:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif order == "BGR" and a.ndim == 3 and a.shape[2] == 3:
-        a = a[:, :, ::-1]
-    return load_image(np.ascontiguousarray(a), size, name="frame")
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) \
+            or 0 in a.shape:
+        raise ImageError(f"frame: {a.dtype} array of shape {a.shape} is not a uint8 H x W x 3 "
+                         "(or H x W grey) image")
+    out = fit_array(a, size)
+    if out.ndim == 2:
+        return np.repeat(out[:, :, None], 3, axis=2)
+    # channels are resized independently, so swapping them after the resize is exact (and
+    # touches 3 * size * size bytes instead of the whole frame)
+    return np.ascontiguousarray(out[:, :, ::-1]) if order == "BGR" else out
