@@ -29,14 +29,25 @@ import functools
 import logging
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from ..errors import BnnError, ClosedError, HardwareError, HardwareTimeout, ParamsError
 from ..spec import abi
-from .base import (Hardware, Submission, SubmissionState, ThreadTimings, check_packed,
-                   check_timeout, packed_shape)
+from .base import (
+    Hardware,
+    Submission,
+    SubmissionState,
+    ThreadTimings,
+    check_packed,
+    check_timeout,
+    packed_shape,
+)
+
+if TYPE_CHECKING:
+    from ..spec.network import Network
+    from ..spec.params import Params
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +109,8 @@ class Accelerator:
         self.timeout = check_timeout(timeout)
         self.use_interrupt = bool(use_interrupt)
         self.poll_interval = float(poll_interval)
-        self._params = None
-        self._param_buf = None
+        self._params: Optional[Params] = None
+        self._param_buf: Optional[Any] = None   # a DmaBuffer (Hardware.allocate)
         # (input, scores) DMA buffers of each buffer set: set 0 is run()'s and the first
         # submit's, set 1 is allocated at the first submit that finds set 0 in flight
         self._slots: List[Optional[tuple]] = [None] * self.MAX_IN_FLIGHT
@@ -157,7 +168,7 @@ class Accelerator:
     def _slot(self, slot: int):
         """(input, scores) DMA buffers of buffer set ``slot``, allocated on first use."""
         if self._slots[slot] is None:
-            network = self._params.network
+            network = self._loaded_network()
             inp = self._hw.allocate((self.max_batch, network.input_words_per_image), np.uint64)
             try:
                 res = self._hw.allocate((self.max_batch, network.n_classes), np.int32)
@@ -214,14 +225,14 @@ class Accelerator:
         if self._closed:
             raise ClosedError("the accelerator is closed")
         if self._busy_since is not None and not self._timed_out:
-            self._finish_interrupted_start()
+            self._finish_interrupted_start(self._busy_since)
         if self._timed_out:
             raise HardwareError("the accelerator did not finish its last start; call reset() first")
 
-    def _finish_interrupted_start(self) -> None:
-        """A run() or probe was interrupted while the kernel ran: wait (within that start's
-        own deadline) for it to finish; its result is discarded."""
-        deadline = self._busy_since + self.timeout
+    def _finish_interrupted_start(self, started: float) -> None:
+        """A run() or probe was interrupted while the kernel ran (it ``started`` then): wait
+        (within that start's own deadline) for it to finish; its result is discarded."""
+        deadline = started + self.timeout
         if self._poll_until(self._start_finished, deadline):
             self._busy_since = None
             return
@@ -243,7 +254,10 @@ class Accelerator:
             raise HardwareError(f"accelerator busy (CTRL=0x{ctrl:02x}): refusing to start; "
                                 "another process may be using it, or call reset()")
         input_buf, scores_buf = self._slot(slot)
-        for (lo, hi), buf in (((abi.PARAMS_LO, abi.PARAMS_HI), self._param_buf),
+        param_buf = self._param_buf
+        if param_buf is None:
+            raise BnnError("no model loaded: call load(params) first")
+        for (lo, hi), buf in (((abi.PARAMS_LO, abi.PARAMS_HI), param_buf),
                               ((abi.INPUT_LO, abi.INPUT_HI), input_buf),
                               ((abi.SCORES_LO, abi.SCORES_HI), scores_buf)):
             low, high = abi.split64(int(buf.device_address))
@@ -311,7 +325,7 @@ class Accelerator:
     # ------------------------------------------------------------------ the stages of a batch
     def _stage_input(self, slot: int, n: int, fill: Callable[[np.ndarray], object]) -> None:
         """Host -> DDR: ``fill`` writes the packed input into the DMA buffer, which is flushed."""
-        network = self._params.network
+        network = self._loaded_network()
         inp = self._slot(slot)[0][:n]
         fill(inp.reshape((n,) + packed_shape(network)))   # a view: C-contiguous rows
         inp.flush()
@@ -330,7 +344,7 @@ class Accelerator:
 
     def _check_scores(self, scores: np.ndarray, first_image: int) -> None:
         """Raise HardwareError on scores the last layer cannot produce."""
-        fan_in = self._params.network.last_layer.fan_in
+        fan_in = self._loaded_network().last_layer.fan_in
         s = scores.astype(np.int64)
         bad = (np.abs(s) > fan_in) | ((s - fan_in) % 2 != 0)
         if not bad.any():
@@ -343,7 +357,7 @@ class Accelerator:
             f"impossible output from the accelerator: score {value} for image {first_image + i}, "
             f"class {j} ({why}); {int(bad.sum())} bad value(s) in this chunk")
 
-    def _loaded_network(self):
+    def _loaded_network(self) -> Network:
         if self._params is None:
             raise BnnError("no model loaded: call load(params) first")
         return self._params.network
@@ -588,8 +602,10 @@ class Accelerator:
                 raise sub.error if sub.error is not None else BnnError("batch failed")
             t0 = time.perf_counter()
             out = self._collect(sub.slot, sub.n)
+            t_start, t_done = sub._t_start, sub._t_done
+            assert t_start is not None and t_done is not None  # DONE: both were recorded
             sub.timings = {"transfer": sub._transfer + time.perf_counter() - t0,
-                           "kernel": sub._t_done - sub._t_start}
+                           "kernel": t_done - t_start}
             self._timings.value = dict(sub.timings)
             self._check_scores(out, sub.first_image)
             sub.state = SubmissionState.COLLECTED
