@@ -39,8 +39,8 @@ def _thresholds_from_sums(rng, sums: np.ndarray, fan_in: int, constant_frac=0.05
     return np.clip(t, -bound, bound).astype(np.int32), directions
 
 
-def random_params(network: Network = None, seed: int = 0, images: np.ndarray = None,
-                  fill: str | None = None) -> Params:
+def random_params(network: Network | None = None, seed: int = 0,
+                  images: np.ndarray | None = None, fill: str | None = None) -> Params:
     """A random but well-conditioned model for ``network``.
 
     ``images`` (uint8 NHWC) calibrate the thresholds; random images are used if omitted.
