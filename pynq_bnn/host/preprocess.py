@@ -531,9 +531,17 @@ def _load_path(path, size: Optional[int]) -> np.ndarray:
     if st.st_size == 0:
         raise _fail(name, "empty file (0 bytes)")
     try:
-        f = open(name, "rb")
+        # non-blocking: a FIFO swapped in after the stat must not block the open either
+        fd = os.open(name, _OPEN_FLAGS)
     except OSError as e:
         raise _fail(name, f"cannot open ({e.strerror or e})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _fail(name, "not a regular file")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
     with f:
         return _decode_file(f, name, size)
 
@@ -546,6 +554,8 @@ def _decode_data(data, name: str, size: Optional[int]) -> np.ndarray:
 
 
 _DATA = (bytes, bytearray, memoryview)
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+               | getattr(os, "O_BINARY", 0))
 
 
 def _is_file(x) -> bool:
