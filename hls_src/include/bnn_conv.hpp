@@ -286,21 +286,22 @@ conv_steps:
 }
 
 /**
- * \brief One conv engine call: weight reader and conv engine as a DATAFLOW pair.
+ * \brief One conv engine call: weight reader and conv engine as a DATAFLOW pair (canonical:
+ *        only the stream and the two process calls; the caller computes \p steps).
  * \param params parameter image (m_axi gmem0)
  * \param job    the layer and images to compute (job.valid false: only preload \p next)
+ * \param steps  group steps: job.d.cout / CONV_PE, or 1 for the preload
  * \param next   the layer of the next job, whose first group is prefetched (has_next)
  */
-inline void conv_layer(const Word* params, const ConvJob job, const LayerDesc next,
-                       bool has_next, Word wbuf[CONV_PE][2 * MAX_FILTER_WORDS],
-                       Sum next_t[CONV_PE], bool next_neg[CONV_PE], ap_uint<1> half,
-                       Word act_e[ACT_BANK_WORDS], Word act_o[ACT_BANK_WORDS]) {
+inline void conv_layer(const Word* params, const ConvJob job, unsigned steps,
+                       const LayerDesc next, bool has_next,
+                       Word wbuf[CONV_PE][2 * MAX_FILTER_WORDS], Sum next_t[CONV_PE],
+                       bool next_neg[CONV_PE], ap_uint<1> half, Word act_e[ACT_BANK_WORDS],
+                       Word act_o[ACT_BANK_WORDS]) {
 #pragma HLS INLINE off
 #pragma HLS DATAFLOW
     hls::stream<Word> wstream("conv_weights");
 #pragma HLS STREAM variable=wstream depth=32  // WEIGHT_FIFO_DEPTH: two 16-beat bursts
-    const unsigned steps = job.valid ? unsigned(job.d.cout) / CONV_PE : 1;
-    if (!job.valid) BNN_EST_CYCLES(est::DDR_LATENCY);  // the preload's first weight word
     conv_weight_reader<CONV_PE>(params, job.d, job.valid, steps, next, has_next, wstream);
     conv_compute<CONV_PE>(wstream, wbuf, next_t, next_neg, half, act_e, act_o, job, steps, next,
                           has_next);

@@ -149,10 +149,11 @@ chunks:
                     if (l + 1 < n_conv) nxt = l + 1;
                     else has_next = false;
                 }
-                BNN_EST_LAYER(layer_label(l));
-                conv_layer(params, job, desc[nxt], has_next, wbuf, thr_t, thr_neg, half, act_e,
-                           act_o);
                 const unsigned steps = job.valid ? unsigned(job.d.cout) / CONV_PE : 1;
+                BNN_EST_LAYER(layer_label(l));
+                if (!job.valid) BNN_EST_CYCLES(est::DDR_LATENCY);  // the preload's first word
+                conv_layer(params, job, steps, desc[nxt], has_next, wbuf, thr_t, thr_neg, half,
+                           act_e, act_o);
                 half ^= ap_uint<1>(steps & 1);
             }
             if (do_flat) {
