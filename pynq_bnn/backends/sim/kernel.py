@@ -1,9 +1,10 @@
 """The simulated accelerator: physical memory, the bnn_kernel IP at register level, faults.
 
 Everything here is pynq-free. Two front ends put it behind the narrow hardware interface:
-:mod:`pynq_bnn.backends.sim.hardware` (plain numpy buffers) and :mod:`pynq_bnn.backends.sim.pynq_device`
-(a ``pynq.Device`` subclass, so the real pynq code runs on it). Both share this model, so the
-same faults, the same register log and the same checks apply to both.
+:mod:`pynq_bnn.backends.sim.hardware` (plain numpy buffers) and
+:mod:`pynq_bnn.backends.sim.pynq_device` (a ``pynq.Device`` subclass, so the real pynq code
+runs on it). Both share this model, so the same faults, the same register log and the same
+checks apply to both.
 
 What is modelled, and why
 -------------------------
@@ -44,12 +45,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields
-from typing import Callable, Deque, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Deque, Iterable, List, Optional, Set, Tuple, Union
 
 import numpy as np
 
-from ...spec import abi
 from ...errors import BackendUnavailable, SimBusError
+from ...spec import abi
+
+if TYPE_CHECKING:
+    from ..cpu.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,9 @@ UNINITIALISED = 0xA5              # byte value of simulated DDR never written
 
 _POINTER_PAIRS = ((abi.PARAMS_LO, abi.PARAMS_HI), (abi.INPUT_LO, abi.INPUT_HI),
                   (abi.SCORES_LO, abi.SCORES_HI))
+# A start's result: (ABI id, scores address, scores, or None when nothing is written).
+_Outcome = Tuple[int, int, Optional[np.ndarray]]
+
 _ARG_REGISTERS = frozenset(r for pair in _POINTER_PAIRS for r in pair) | {abi.N_IMAGES}
 
 
@@ -464,8 +471,10 @@ class SimBnnKernel:
             self.kernel, self._lib = resolve_kernel(kernel)
         else:
             self.kernel, self._lib = "plug-in", None
-        self._engine = None         # (parameter image it was built from, Engine)
-        self._parsed = None         # (parameter image, KernelModel): parse once per model
+        # (parameter image it was built from, Engine)
+        self._engine: Optional[Tuple[np.ndarray, Engine]] = None
+        # (parameter image, KernelModel): parse once per model
+        self._parsed: Optional[Tuple[np.ndarray, abi.KernelModel]] = None
         self.starts = 0
         self.host_seconds = 0.0
         self.reset()
@@ -474,7 +483,7 @@ class SimBnnKernel:
     def reset(self) -> None:
         """Power-on state: idle, registers cleared (DDR keeps its contents, as on the board)."""
         self._args = {r: 0 for r in _ARG_REGISTERS}
-        self._written = set()
+        self._written: Set[int] = set()
         self._state = "idle"        # "idle" | "running" | "hung"
         self._done = False          # AP_DONE latch (clear on read)
         self._ready = False         # AP_READY latch (clear on read)
@@ -485,8 +494,8 @@ class SimBnnKernel:
         self._abi_id = 0
         self._abi_vld = False
         self._done_at = 0.0
-        self._pending = None
-        self._last_start = None
+        self._pending: Optional[_Outcome] = None     # what the running start will commit
+        self._last_start: Optional[KernelStart] = None
         self._run_n = 0
         self.log.record("reset")
 
@@ -630,7 +639,7 @@ class SimBnnKernel:
             self._parsed = (words.copy(), abi.parse_param_image(words))
         return self._parsed[1]
 
-    def _execute(self, n: int):
+    def _execute(self, n: int) -> _Outcome:
         """Run the kernel on the DDR snapshot; return (abi_id, scores address, scores or None)."""
         abi_id = abi.ABI_ID
         params_addr = self._pointer(*_POINTER_PAIRS[0])
@@ -682,8 +691,9 @@ class SimBnnKernel:
         """Complete the current run if its latency has passed."""
         if self._state != "running" or time.monotonic() < self._done_at:
             return
-        abi_id, scores_addr, scores = self._pending
-        self._pending = None
+        pending, self._pending = self._pending, None
+        assert pending is not None  # set together with the "running" state
+        abi_id, scores_addr, scores = pending
         if scores is not None:
             try:
                 self.memory.write(scores_addr, scores)
@@ -691,7 +701,8 @@ class SimBnnKernel:
                 msg = f"start {self.starts}: {e}; scores lost"
                 self.log.errors.append(msg)
                 logger.warning("simulated kernel: %s", msg)
-        self._abi_id = (self.faults.wrong_id if self.faults.wrong_id is not None else abi_id) & 0xFFFFFFFF
+        wrong = self.faults.wrong_id
+        self._abi_id = (wrong if wrong is not None else abi_id) & 0xFFFFFFFF
         self._abi_vld = True
         self._done = True
         self._ready = True
@@ -722,5 +733,6 @@ class SimInterrupt:
             if now >= deadline:
                 return False
             remaining = self._kernel.time_to_done()
-            step = deadline - now if remaining is None else min(deadline - now, max(remaining, 1e-4))
+            step = (deadline - now if remaining is None
+                    else min(deadline - now, max(remaining, 1e-4)))
             time.sleep(min(step, 0.01))
