@@ -116,14 +116,13 @@ def open_backend(name: str = "auto", options=None, **kwargs) -> Backend:
         kwargs = {f: getattr(options, f) for f in options.__dataclass_fields__}
     if key == "auto":
         return _open_auto(kwargs)
-    opts = options_for(key, kwargs)
     if key == "pynq":
         from .accelerated import open_pynq
-        return _chosen(open_pynq(opts), f"backend {key!r} requested")
+        return _chosen(open_pynq(options_for("pynq", kwargs)), f"backend {key!r} requested")
     if key == "mock":
         from .accelerated import open_mock
-        return _chosen(open_mock(opts), f"backend {key!r} requested")
-    return _chosen(_open_cpu(opts), f"backend {key!r} requested")
+        return _chosen(open_mock(options_for("mock", kwargs)), f"backend {key!r} requested")
+    return _chosen(_open_cpu(options_for("cpu", kwargs)), f"backend {key!r} requested")
 
 
 def _open_cpu(opts: CpuOptions) -> Backend:

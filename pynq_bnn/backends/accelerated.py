@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 
 class AcceleratorBackend(Backend):
-    """A :class:`~pynq_bnn.backends.base.Backend` that runs :class:`pynq_bnn.backends.driver.Accelerator`.
+    """A :class:`~pynq_bnn.backends.base.Backend` that runs
+    :class:`pynq_bnn.backends.driver.Accelerator`.
 
     The kernel runs in the background once started, so :attr:`overlaps` is True: ``submit``
     returns at once and the host can compute layer 1 of the next batch meanwhile.
@@ -169,8 +170,8 @@ def open_mock(options: MockOptions) -> MockBackend:
     try:
         from .pynq.hardware import PynqHardware
 
-        hw = PynqHardware(overlay=overlay, device=device, lock=bool(options.lock))
-        return MockBackend(hw, device.kernel_model, device.memory, options,
+        pynq_hw = PynqHardware(overlay=overlay, device=device, lock=bool(options.lock))
+        return MockBackend(pynq_hw, device.kernel_model, device.memory, options,
                            on_close=activation.restore)
     except BaseException:
         activation.restore()

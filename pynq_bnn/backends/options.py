@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar, Union
+from typing import Any, Dict, Literal, Mapping, Optional, Type, TypeVar, Union, overload
 
 from .base import check_timeout
 
@@ -159,6 +159,14 @@ class CpuOptions(_Options):
 _CLASSES: Dict[str, Type[_Options]] = {"pynq": PynqOptions, "mock": MockOptions, "cpu": CpuOptions}
 
 
+@overload
+def options_for(backend: Literal["pynq"], kwargs: Mapping[str, Any]) -> PynqOptions: ...
+@overload
+def options_for(backend: Literal["mock"], kwargs: Mapping[str, Any]) -> MockOptions: ...
+@overload
+def options_for(backend: Literal["cpu"], kwargs: Mapping[str, Any]) -> CpuOptions: ...
+@overload
+def options_for(backend: str, kwargs: Mapping[str, Any]) -> _Options: ...
 def options_for(backend: str, kwargs: Mapping[str, Any]) -> _Options:
     """The config object of ``backend`` from keyword arguments.
 
