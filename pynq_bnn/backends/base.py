@@ -217,7 +217,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def run(self, packed) -> np.ndarray:
-        """int32 ``[N, n_classes]`` raw scores of packed layer-1 output uint64 ``[N, H, W, C1/64]``."""
+        """int32 ``[N, n_classes]`` raw scores of packed layer-1 output, uint64
+        ``[N, H, W, C1/64]``."""
 
     @abc.abstractmethod
     def describe(self) -> Dict[str, object]:

@@ -13,10 +13,10 @@ import time
 import warnings
 from typing import Dict, Optional
 
-from ...spec import abi
 from ...errors import BackendUnavailable, HardwareError
-from .overlay_files import find_overlay
+from ...spec import abi
 from ..base import Hardware
+from .overlay_files import find_overlay
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class PynqHardware(Hardware):
     Parameters
     ----------
     overlay : str, optional
-        Path of the .bit (its .hwh beside it). Default :func:`pynq_bnn.backends.pynq.overlay_files.find_overlay`.
+        Path of the .bit (its .hwh beside it). Default
+        :func:`pynq_bnn.backends.pynq.overlay_files.find_overlay`.
     board : str, optional
         Board name for the default overlay (default: pynq's active device, or ``$BOARD``).
     device : pynq.Device, optional
@@ -147,7 +148,8 @@ class PynqHardware(Hardware):
             self.overlay = pynq.Overlay(path, **kwargs)
         except RuntimeError as e:
             if "No Devices Found" in str(e):
-                raise BackendUnavailable(f"pynq finds no device here ({e}): not a PYNQ board?") from None
+                raise BackendUnavailable(
+                    f"pynq finds no device here ({e}): not a PYNQ board?") from None
             raise HardwareError(f"loading overlay {path} failed: {e}") from e
         except (OSError, ValueError, KeyError) as e:
             raise HardwareError(f"loading overlay {path} failed: {type(e).__name__}: {e}") from e
@@ -168,7 +170,8 @@ class PynqHardware(Hardware):
         exact = sorted(k for k, v in ip_dict.items() if v.get("type") == abi.KERNEL_VLNV)
         if exact:
             if len(exact) > 1:
-                logger.info("%d bnn_kernel IPs (%s); using %s", len(exact), ", ".join(exact), exact[0])
+                logger.info("%d bnn_kernel IPs (%s); using %s", len(exact), ", ".join(exact),
+                            exact[0])
             return exact[0]
         vln = abi.KERNEL_VLNV.rpartition(":")[0]
         other = {k: v.get("type") for k, v in ip_dict.items()

@@ -13,10 +13,10 @@ import warnings
 from typing import Optional
 
 from ...errors import BackendUnavailable
+from ...resources import OVERLAY_DIR
 
 logger = logging.getLogger(__name__)
 
-from ...resources import OVERLAY_DIR
 BITSTREAM_NAME = "bnn.bit"
 
 _HOW_TO = ("build one with the Vivado flow in the repository's overlays/ folder and install it "
