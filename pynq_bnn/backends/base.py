@@ -132,7 +132,7 @@ class ThreadTimings(threading.local):
     """The calling thread's latest run timings (``.value``), so that runs of one backend from
     several threads never report each other's times."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.value: Dict[str, float] = {"transfer": 0.0, "kernel": 0.0}
 
 
