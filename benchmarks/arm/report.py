@@ -94,6 +94,28 @@ def selftest(test, counts):
     return out
 
 
+def markdown(report):
+    """The docs table: per stage, default BLAS run, with the reference-BLAS figure beside it."""
+    runs = report["runs"]
+    ref = {r["name"]: r for r in runs.get("reference_blas", {}).get("regions", [])
+           if r.get("status") == "ok"}
+    lines = ["| region | images | guest instructions | per image | est. Cortex-A9 per image, "
+             "IPC 1.0-0.6 | reference BLAS, per image |", "|---|---|---|---|---|---|"]
+    for r in runs["default"]["regions"]:
+        if r.get("status") != "ok":
+            lines.append(f"| `{r['name']}` | | {r.get('status')}: {r.get('note', '')} | | | |")
+            continue
+        n = r.get("n_images") or 1
+        e = r["est_a9_ms"]
+        rr = ref.get(r["name"])
+        lines.append(
+            f"| `{r['name']}` | {r.get('n_images') or '-'} | {r['instructions'] / 1e6:,.2f} M | "
+            f"{r['instructions'] / n / 1e6:,.2f} M | "
+            f"{e['ipc_1.0'] / n:,.1f}-{e['ipc_0.6'] / n:,.1f} ms | "
+            + (f"{rr['instructions'] / n / 1e6:,.2f} M" if rr else "") + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", nargs=3, action="append", metavar=("NAME", "STAGES", "COUNTS"),
@@ -101,6 +123,7 @@ def main(argv=None):
     ap.add_argument("--selftest", nargs=2, metavar=("TEST", "COUNTS"))
     ap.add_argument("--meta", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--markdown", help="also write the docs table (markdown) here")
     args = ap.parse_args(argv)
     with open(args.meta) as f:
         report = json.load(f)
@@ -125,6 +148,9 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(report))
     # a short table on stdout
     for name, run in report["runs"].items():
         print(f"== {name}")

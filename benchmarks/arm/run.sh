@@ -163,8 +163,10 @@ qemu_plugin /opt/bench/counts_default.json /opt/pynq-venv/bin/python /opt/bench/
 T_STAGES=$(( $(date +%s) - T0 ))
 RUNS+=(--run default "$ROOTFS/opt/bench/stages_default.json" "$ROOTFS/opt/bench/counts_default.json")
 REFDIR=/usr/lib/arm-linux-gnueabihf/blas
+# (symlinks in the rootfs are absolute: resolve them inside the chroot)
+BLAS_ALT="$(in_chroot readlink -f /usr/lib/arm-linux-gnueabihf/libblas.so.3)"
 if [ "$REFBLAS" = 1 ] && [ -e "$ROOTFS$REFDIR/libblas.so.3" ] \
-        && [ "$(readlink -f "$ROOTFS/usr/lib/arm-linux-gnueabihf/libblas.so.3")" != "$(readlink -f "$ROOTFS$REFDIR/libblas.so.3")" ]; then
+        && [ "$BLAS_ALT" != "$(in_chroot readlink -f $REFDIR/libblas.so.3)" ]; then
     log "stages, reference BLAS ($REFDIR)"
     qemu_plugin /opt/bench/counts_refblas.json -E LD_LIBRARY_PATH=$REFDIR \
         /opt/pynq-venv/bin/python /opt/bench/stages.py --out /opt/bench/stages_refblas.json \
@@ -177,7 +179,6 @@ fi
 PKGV="$(in_chroot dpkg-query -W -f='${Package}=${Version} ' python3 python3-numpy python3-pil \
     libopenblas0-pthread libblas3 gcc 2>/dev/null || true)"
 PIPV="$(in_chroot /opt/pynq-venv/bin/pip --version | awk '{print $2}')"
-BLAS_ALT="$(readlink -f "$ROOTFS/usr/lib/arm-linux-gnueabihf/libblas.so.3" | sed "s|^$ROOTFS||")"
 python3 - "$ROOTFS/opt/bench/meta.json" <<EOF
 import json, sys, datetime
 json.dump({
@@ -196,5 +197,6 @@ EOF
 mkdir -p "$(dirname "$OUT")"
 python3 "$HERE/report.py" --meta "$ROOTFS/opt/bench/meta.json" \
     --selftest "$ROOTFS/opt/bench/insn_test.json" "$ROOTFS/opt/bench/insn_test_counts.json" \
-    "${RUNS[@]}" --out "$OUT"
+    "${RUNS[@]}" --out "$OUT" --markdown "$ROOTFS/opt/bench/arm_stages.md"
+log "docs table: $ROOTFS/opt/bench/arm_stages.md"
 log "wrote $OUT in $(( $(date +%s) - T_START )) s"
