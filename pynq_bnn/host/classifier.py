@@ -33,7 +33,8 @@ The pipeline per call (each stage timed, :attr:`ClassifyResult.timings`):
     ``last_timings``; a backend that does not report a transfer time gets its whole run time
     counted as ``kernel``.
 ``post``
-    the per-class affine of the last batch norm and the argmax (:func:`pynq_bnn.spec.reference.predict`).
+    the per-class affine of the last batch norm and the argmax
+    (:func:`pynq_bnn.spec.reference.predict`).
 
 Lifecycle: ``__init__`` loads and validates the parameters (a few ms) and opens nothing. The
 backend is opened and given the weights by :meth:`Classifier.open`, which the first
@@ -48,17 +49,20 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ClosedError, HardwareError, ImageError, ParamsError
 from ..spec import reference
+from ..spec.params import Params, load_params, validate
 from .layer1 import FirstLayer
 from .pipeline import MODES, array_batches, stream
-from ..errors import ClosedError, HardwareError, ImageError, ParamsError
-from ..spec.params import Params, load_params, validate
 from .preprocess import LoadedItem, load_images, load_items
 from .shipped_models import DEFAULT_MODEL, SHIPPED_MODELS, shipped_model_path
+
+if TYPE_CHECKING:  # the backends are imported when the classifier opens (pynq on a board)
+    from ..backends.base import Backend
 
 __all__ = ["Classifier", "ClassifyResult", "Prediction", "default_model_path", "DEFAULT_MODEL",
            "STAGES"]
@@ -336,7 +340,8 @@ class Classifier:
     model : str, os.PathLike, Params or None
         A parameter file (docs/FORMAT.md section 8), the name of a shipped model
         (:data:`SHIPPED_MODELS`: ``"cifar10"``, ``"cifar10-half"``) or a loaded
-        :class:`~pynq_bnn.spec.params.Params`; ``None`` loads the shipped model :data:`DEFAULT_MODEL`.
+        :class:`~pynq_bnn.spec.params.Params`; ``None`` loads the shipped model
+        :data:`DEFAULT_MODEL`.
     backend : str
         ``"auto"`` (the board if there is one, else the CPU engine), ``"pynq"``, ``"mock"`` or
         ``"cpu"``; passed to :func:`pynq_bnn.backends.open_backend`.
@@ -345,9 +350,10 @@ class Classifier:
         memory; default :data:`DEFAULT_CHUNK`, and at most the backend's ``max_batch``);
         timings are summed over chunks.
     overlap : str
-        How the host batch loop overlaps layer 1 with the backend (:func:`pynq_bnn.host.pipeline.stream`):
-        ``"auto"`` (default: on the accelerator, layer 1 of chunk k+1 runs while the kernel
-        runs chunk k), ``"submit"``, ``"thread"`` or ``"none"``. Scores are identical in every mode.
+        How the host batch loop overlaps layer 1 with the backend
+        (:func:`pynq_bnn.host.pipeline.stream`): ``"auto"`` (default: on the accelerator,
+        layer 1 of chunk k+1 runs while the kernel runs chunk k), ``"submit"``, ``"thread"`` or
+        ``"none"``. Scores are identical in every mode.
     **backend_options
         Passed to ``open_backend`` (e.g. ``overlay=``, ``max_batch=``, ``timeout=``).
 
@@ -383,7 +389,7 @@ class Classifier:
             raise ValueError(f"overlap must be one of {', '.join(MODES)}, got {overlap!r}")
         self.overlap = overlap
         self.layer1: Callable[[np.ndarray], np.ndarray] = default_layer1(self.params)
-        self._backend = None
+        self._backend: Optional[Backend] = None
         self._closed = False
         self._lifecycle = threading.Lock()  # open/close from several threads: one backend
         # One batch loop at a time: the accelerator has two buffer sets, and a loop keeps both
@@ -575,10 +581,11 @@ class Classifier:
         self.open()
         t_start = time.perf_counter()
         loaded = _load_each(items, self.image_size)
-        good = [it for it in loaded if it.error is None]
+        # a LoadedItem has its image or its error, never both
+        good = [it.image for it in loaded if it.image is not None]
         s = self.image_size
-        images = np.stack([it.image for it in good]) if good else np.zeros((0, s, s, 3), np.uint8)
-        rows = np.array([i for i, it in enumerate(loaded) if it.error is None], dtype=np.intp)
+        images = np.stack(good) if good else np.zeros((0, s, s, 3), np.uint8)
+        rows = np.array([i for i, it in enumerate(loaded) if it.image is not None], dtype=np.intp)
         t_pre = time.perf_counter() - t_start
         for it in loaded:
             if it.error is not None:

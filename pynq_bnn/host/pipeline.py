@@ -194,8 +194,8 @@ def _stream_submit(batches, layer1, backend) -> Iterator[BatchResult]:
         for b in _pulled(batches, failure):   # pulling the next batch overlaps the kernel
             n = _check_batch(b, backend)
             t: Dict[str, float] = {}
-            sub = backend.submit_into(n, lambda view, b=b, t=t: _timed_layer1(layer1, b.images, view, t),
-                                      first_image)
+            sub = backend.submit_into(
+                n, lambda view, b=b, t=t: _timed_layer1(layer1, b.images, view, t), first_image)
             first_image += n
             pending.append((b, sub, t))
             if len(pending) > 1:

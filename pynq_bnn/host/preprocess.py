@@ -329,7 +329,8 @@ def _lab_to_rgb(img: Image.Image, name: str) -> Image.Image:
         from PIL import ImageCms
         transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"),
                                             ImageCms.createProfile("sRGB"), "LAB", "RGB")
-        return ImageCms.applyTransform(img, transform)
+        # Pillow's stub says Optional: None is returned only with inPlace=True
+        return ImageCms.applyTransform(img, transform)  # type: ignore[return-value]
     except Exception as e:  # ImageCms missing (no littlecms) or the transform failed
         raise _fail(name, f"cannot convert a LAB image to RGB ({type(e).__name__}: {e})") from None
 
@@ -786,4 +787,5 @@ def load_images(x, size: int = DEFAULT_SIZE) -> Tuple[List[str], np.ndarray]:
             raise it.error
     if not items:
         return [], np.zeros((0, size, size, 3), np.uint8)
-    return [it.name for it in items], np.stack([it.image for it in items])
+    # (every item has its image: the errors were raised above)
+    return [it.name for it in items], np.stack([it.image for it in items if it.image is not None])
