@@ -197,7 +197,7 @@ def test_sdist_carries_the_sources(dist):
     with tarfile.open(dist[0]) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
     expected = ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE",
-                "notebooks/__init__.py"]
+                "CONTRIBUTING.md", "notebooks/__init__.py"]
     expected += _package_modules()
     expected += _tree_files("notebooks", "*.ipynb")
     expected += _tree_files("pynq_bnn/samples") + _tree_files("pynq_bnn/models", "*.npz")
