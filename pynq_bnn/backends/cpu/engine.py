@@ -27,6 +27,7 @@ import glob
 import logging
 import os
 import threading
+from typing import Literal, Optional, Union
 
 import numpy as np
 
@@ -388,8 +389,8 @@ class Engine:
         self.network = params.network
         self.threads = _default_threads() if threads is None else max(1, int(threads))
         self._handle = None
-        self._lib = None
-        self._first = None
+        self._lib: Optional[ctypes.CDLL] = None   # set (by _create) exactly when available
+        self._first: Union[None, Literal[False], Layer1] = None   # False: the numpy spec
         self._first_lock = threading.Lock()
         self._guard = _RunGuard()
         first = self.network.first_layer
@@ -494,7 +495,8 @@ class Engine:
         Raises ImageError for another dtype or shape, ClosedError after :meth:`close`.
         """
         x = self._check_packed(packed)
-        if not self.available:
+        lib = self._lib
+        if not self.available or lib is None:
             if self._guard.closed:
                 raise ClosedError("engine is closed")
             return reference.binary_scores(self.params, x)
@@ -507,8 +509,8 @@ class Engine:
         threads = min(self.threads, n)
         self._guard.enter("engine")
         try:
-            rc = self._lib.bnn_run(self._handle, x.ctypes.data, n, out.ctypes.data, threads,
-                                   self._isa_code)
+            rc = lib.bnn_run(self._handle, x.ctypes.data, n, out.ctypes.data, threads,
+                             self._isa_code)
         finally:
             self._guard.leave()
         if rc != 0:
@@ -525,7 +527,8 @@ class Engine:
                     self._first = Layer1(self.params, threads=self.threads, isa=isa)
                 else:
                     self._first = False
-        if self._first is False:
+            first = self._first
+        if not isinstance(first, Layer1):
             if self._guard.closed:
                 raise ClosedError("engine is closed")
             x = check_images(images, self.network.image_size)
@@ -534,7 +537,7 @@ class Engine:
                 return packed
             check_layer1_out(out, packed.shape)[...] = packed
             return out
-        return self._first(images, out=out, threads=self.threads)
+        return first(images, out=out, threads=self.threads)
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """Integer class scores for uint8 NHWC images (layer 1 + binary layers)."""
