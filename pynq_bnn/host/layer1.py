@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -154,8 +155,8 @@ class FirstLayer:
         kernel[:27] = (w * d[:, None]).T
         kernel[27] = -(d * t)
         self.kernel = kernel
-        self._bufs = {}  # worker index -> (capacity, pad, cols, acc, bits)
-        self._pool = None
+        self._bufs: Dict[int, tuple] = {}  # worker index -> (capacity, pad, cols, acc, bits)
+        self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_size = 0
         self._lock = threading.Lock()
 
@@ -221,14 +222,15 @@ class FirstLayer:
         images = _engine.check_images(images, self.size)
         n = images.shape[0]
         shape = (n,) + self.out_shape
-        out = np.empty(shape, dtype=np.uint64) if out is None else check_out(out, shape)
+        out = (np.empty(shape, dtype=np.uint64) if out is None
+               else _engine.check_layer1_out(out, shape))
         if n == 0:
             return out
         out_bytes = out.view(np.uint8).reshape(n, self.size, self.size, self.c1 // 8)
         blas = blas_thread_control() if self.blas_threads is not None else None
         with self._lock:
             old = blas[1]() if blas else None
-            if blas and old != self.blas_threads:
+            if blas and self.blas_threads is not None and old != self.blas_threads:
                 blas[0](int(self.blas_threads))
             try:
                 workers = min(self.threads, n)
