@@ -9,6 +9,7 @@ training steps. The committed notebooks must carry no outputs (notebooks/README.
 import glob
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -81,3 +82,8 @@ def test_notebook_runs_off_board(path, monkeypatch, tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []) if o.get("output_type") == "stream")
     assert "Traceback" not in text
+    # issue 18: the live loop always ends by itself and nothing is left running for the
+    # cleanup cells; progress is one bar, not a line per batch
+    assert "still running" not in text
+    assert not re.search(r"^\s*\d+ / \d+\s*$", text, re.M), text
+    assert "DeprecationWarning" not in text

@@ -17,10 +17,14 @@ variables (all optional):
     the camera of notebook 2, an :func:`pynq_bnn.camera.open_source` spec (``usb:0`` default,
     ``folder:PATH`` for a fake camera).
 ``PYNQ_BNN_CIFAR10``
-    the CIFAR-10 test set (``test.npz`` or its folder); default ``../shared/data/cifar10``
-    beside a source checkout.
+    the CIFAR-10 test set, anything :func:`pynq_bnn.tools.datasets.load_dataset` reads: the
+    official ``cifar-10-binary.tar.gz``, its extracted ``cifar-10-batches-bin/`` folder, a
+    folder holding either, or an .npz. Default: ``../shared/data/cifar10`` beside a source
+    checkout, then ``./cifar-10-binary.tar.gz``, ``./cifar-10-batches-bin`` and
+    ``~/cifar-10-binary.tar.gz`` (where a board user copies it).
 ``PYNQ_BNN_EVAL_LIMIT``, ``PYNQ_BNN_MAX_FRAMES``, ``PYNQ_BNN_TRAIN_STEPS``
-    caps that keep a notebook short (CI sets them).
+    caps that keep a notebook short (CI sets them). The evaluation subset is
+    :func:`pynq_bnn.tools.datasets.balanced_subset`, as ``pynq-bnn eval --limit``.
 """
 from __future__ import annotations
 
@@ -29,15 +33,17 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-import numpy as np
-
 from ..host.classifier import default_model_path
+from ..host.preprocess import decode_image  # for showing a file: the raster allow-list applies
+from ..resources import SAMPLES_DIR, SOURCE_TREE
 from ..spec.network import Network
 from ..spec.params import Params, load_params
+from .datasets import Dataset, load_dataset
+from .progress import notebook_bar
 
 __all__ = ["backend_from_env", "model_or_fallback", "ModelChoice", "cifar10_test", "Cifar10",
-           "env_int", "SAMPLES_DIR", "BACKEND_ENV", "MOCK_KERNEL_ENV", "MODEL_ENV",
-           "CIFAR10_ENV"]
+           "decode_image", "env_int", "describe_backend", "progress", "SAMPLES_DIR", "BACKEND_ENV",
+           "MOCK_KERNEL_ENV", "MODEL_ENV", "CIFAR10_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +52,17 @@ MOCK_KERNEL_ENV = "PYNQ_BNN_MOCK_KERNEL"
 MODEL_ENV = "PYNQ_BNN_MODEL"
 CIFAR10_ENV = "PYNQ_BNN_CIFAR10"
 
-from ..resources import SAMPLES_DIR, SOURCE_TREE
-"""The shipped sample images, one ``<class>.png`` per CIFAR-10 class."""
+Cifar10 = Dataset
+"""What :func:`cifar10_test` returns (:class:`pynq_bnn.tools.datasets.Dataset`)."""
+
+progress = notebook_bar
+"""A progress bar for a cell: ``tqdm.auto`` when tqdm is installed, else a plain line."""
+
+
+def describe_backend(classifier) -> str:
+    """The line ``pynq-bnn eval`` starts with: which backend runs, its kernel, and why."""
+    from .cli import backend_facts, backend_line
+    return backend_line(backend_facts(classifier.backend))
 
 
 def env_int(name: str, default: Optional[int] = None) -> Optional[int]:
@@ -143,41 +158,29 @@ def model_or_fallback(path: Optional[str] = None, fallback: Optional[Network] = 
     return ModelChoice(params, params, False, note)
 
 
-@dataclass
-class Cifar10:
-    """The CIFAR-10 test set: ``x`` uint8 ``[N, 32, 32, 3]`` RGB, ``y`` int64 ``[N]``."""
-
-    x: np.ndarray
-    y: np.ndarray
-    path: str
-
-    def subset(self, limit: Optional[int], seed: int = 0) -> "Cifar10":
-        """``limit`` images drawn at random (the file is sorted by class), or all of them."""
-        if limit is None or limit >= len(self.y):
-            return self
-        rows = np.sort(np.random.default_rng(seed).permutation(len(self.y))[:limit])
-        return Cifar10(self.x[rows], self.y[rows], self.path)
-
-
 def _cifar_candidates():
     env = os.environ.get(CIFAR10_ENV, "").strip()
     if env:
-        yield os.path.join(env, "test.npz") if os.path.isdir(env) else env
+        yield env
         return
     # a source checkout: <repo>/pynq_bnn/ with ../shared/data/cifar10 beside <repo>
     yield os.path.join(os.path.dirname(SOURCE_TREE), "shared", "data", "cifar10", "test.npz")
+    for base in (os.getcwd(), os.path.expanduser("~")):
+        yield os.path.join(base, "cifar-10-binary.tar.gz")
+        yield os.path.join(base, "cifar-10-batches-bin")
     yield os.path.join(os.getcwd(), "cifar10", "test.npz")
 
 
-def cifar10_test() -> Optional[Cifar10]:
-    """The CIFAR-10 test set if it can be found (see the module docstring), else ``None``."""
+def cifar10_test() -> Optional[Dataset]:
+    """The CIFAR-10 test set if it can be found (see the module docstring), else ``None``.
+
+    Raises
+    ------
+    DatasetError
+        ``$PYNQ_BNN_CIFAR10`` is set but unusable, or a candidate exists but is broken (a
+        broken file is reported, not silently skipped).
+    """
     for path in _cifar_candidates():
-        if os.path.isfile(path):
-            with np.load(path, allow_pickle=False) as d:
-                x, y = d["x"], d["y"].astype(np.int64)
-            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) \
-                    or y.shape != x.shape[:1]:
-                raise ValueError(f"{path}: expected x uint8 [N, 32, 32, 3] and y [N], got "
-                                 f"x {x.dtype} {x.shape}, y {y.shape}")
-            return Cifar10(x, y, os.path.abspath(path))
+        if os.path.exists(path) or os.environ.get(CIFAR10_ENV, "").strip():
+            return load_dataset(path)
     return None
