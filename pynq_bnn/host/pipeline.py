@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def _backend_times(backend, t: Dict[str, float]) -> None:
 
 
 def stream(batches: Iterable[HostBatch], layer1: Layer1, backend,
-           mode: str = "auto") -> Iterator[BatchResult]:
+           mode: str = "auto") -> Generator[BatchResult, None, None]:
     """Run each batch through layer 1 and the backend, overlapping as ``mode`` says.
 
     Parameters
@@ -173,7 +173,7 @@ def _reraise(failure: list) -> None:
         raise failure[0]
 
 
-def _stream_sequential(batches, layer1, backend) -> Iterator[BatchResult]:
+def _stream_sequential(batches, layer1, backend) -> Generator[BatchResult, None, None]:
     for b in batches:
         _check_batch(b, backend)
         t: Dict[str, float] = {}
@@ -185,7 +185,7 @@ def _stream_sequential(batches, layer1, backend) -> Iterator[BatchResult]:
         yield BatchResult(b, scores, t)
 
 
-def _stream_submit(batches, layer1, backend) -> Iterator[BatchResult]:
+def _stream_submit(batches, layer1, backend) -> Generator[BatchResult, None, None]:
     """submit_into(i) ; next(i+1) ; layer1(i+1) into its DMA buffer ; submit(i+1) ; wait(i)."""
     pending: list = []   # (HostBatch, submission, timings), oldest first
     first_image = 0      # numbers images in the backend's error messages
@@ -219,7 +219,7 @@ def _collect(backend, b: HostBatch, sub, t: Dict[str, float]) -> BatchResult:
     return BatchResult(b, scores, t)
 
 
-def _stream_thread(batches, layer1, backend) -> Iterator[BatchResult]:
+def _stream_thread(batches, layer1, backend) -> Generator[BatchResult, None, None]:
     """backend.run(i) on a worker thread while this thread pulls and computes batch i+1."""
 
     def run(packed):
