@@ -14,9 +14,21 @@
 :mod:`.live` the live loop (:func:`run_live`, :func:`start_live`).
 """
 from .live import LIVE_STAGES, LiveResult, LiveRun, LiveStats, run_live, start_live
-from .sources import (CAMERA_ENV, CLOSE_TIMEOUT, IMAGE_EXTENSIONS, ArraySource, FrameSource,
-                      ImageFolderSource, OpenCVCamera, SyntheticSource, VideoFileSource,
-                      cv2_available, open_source, preprocess_frame, source_from_env)
+from .sources import (
+                      CAMERA_ENV,
+                      CLOSE_TIMEOUT,
+                      IMAGE_EXTENSIONS,
+                      ArraySource,
+                      FrameSource,
+                      ImageFolderSource,
+                      OpenCVCamera,
+                      SyntheticSource,
+                      VideoFileSource,
+                      cv2_available,
+                      open_source,
+                      preprocess_frame,
+                      source_from_env,
+)
 
 __all__ = ["FrameSource", "OpenCVCamera", "VideoFileSource", "ImageFolderSource", "ArraySource",
            "SyntheticSource", "open_source", "source_from_env", "preprocess_frame", "run_live",

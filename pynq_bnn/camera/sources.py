@@ -59,7 +59,7 @@ import os
 import sys
 import threading
 import time
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -329,9 +329,10 @@ class OpenCVCamera(FrameSource):
 
     def _read(self) -> np.ndarray:
         for _ in range(self.retries + 1):
-            if self._closed:  # closed while a failed grab was retried: stop trying
+            cap = self._cap
+            if self._closed or cap is None:  # closed while a failed grab was retried: stop
                 raise CameraError(f"{self.name}: closed during a read")
-            ok, frame = self._cap.read()
+            ok, frame = cap.read()
             if ok and frame is not None:
                 return _bgr_to_rgb(frame, self.name)
         raise CameraError(f"{self.name}: no frame after {self.retries + 1} tries (camera "
@@ -379,10 +380,13 @@ class VideoFileSource(FrameSource):
         self._cap = cap
 
     def _read(self) -> Optional[np.ndarray]:
-        ok, frame = self._cap.read()
+        cap = self._cap
+        if cap is None:  # closed by another thread
+            raise CameraError(f"{self.name}: closed during a read")
+        ok, frame = cap.read()
         if (not ok or frame is None) and self.loop:
-            self._cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self._cap.read()
+            cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = cap.read()
             if not ok or frame is None:
                 raise CameraError(f"{self.name}: no frame after rewinding (empty video?)")
         if not ok or frame is None:
@@ -466,13 +470,13 @@ class ArraySource(FrameSource):
         self.name = name
         self.order = _check_order(order)
         self.loop = bool(loop)
+        self._frames: Sequence[np.ndarray] = ()
+        self._iter: Optional[Iterator[np.ndarray]] = None
         if isinstance(frames, np.ndarray) or hasattr(frames, "__getitem__"):
-            self._frames = frames
-            self._iter = None
+            self._frames = cast(Sequence[np.ndarray], frames)  # indexable: a 4-D array too
         else:
             if loop:
                 raise ValueError("loop=True needs a sequence of frames, not an iterator")
-            self._frames = None
             self._iter = iter(frames)
         self._next = 0
 
@@ -556,13 +560,13 @@ def _check_frame(frame: np.ndarray, name: str) -> None:
 
 # ----------------------------------------------------------------------------- specs
 
-def open_source(spec: Union[str, int], *, loop: bool = False, width: int = DEFAULT_WIDTH,
-                height: int = DEFAULT_HEIGHT) -> FrameSource:
+def open_source(spec: Union[str, int, "os.PathLike[str]"], *, loop: bool = False,
+                width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> FrameSource:
     """A frame source from a short description.
 
     Parameters
     ----------
-    spec : str or int
+    spec : str, int or path-like
         ``0`` / ``"0"`` / ``"usb"`` / ``"usb:N"`` / ``"camera:N"`` / ``"/dev/videoN"``: a USB
         camera; ``"video:PATH"``: a video file; ``"folder:PATH"``: an image folder;
         ``"synthetic"`` / ``"synthetic:N"``: generated frames (N of them, else endless). A bare
@@ -579,9 +583,11 @@ def open_source(spec: Union[str, int], *, loop: bool = False, width: int = DEFAU
     ValueError
         The spec is empty or malformed.
     """
-    if isinstance(spec, int) and not isinstance(spec, bool):
+    if isinstance(spec, bool):  # an int to Python, but never meant as a camera index
+        raise TypeError(f"frame-source spec must be a str, a path or a camera index, not {spec!r}")
+    if isinstance(spec, int):
         return OpenCVCamera(spec, width, height)
-    text = os.fsdecode(os.fspath(spec)).strip() if not isinstance(spec, str) else spec.strip()
+    text = spec.strip() if isinstance(spec, str) else os.fsdecode(os.fspath(spec)).strip()
     if not text:
         raise ValueError("empty frame-source spec")
     kind, sep, rest = text.partition(":")
