@@ -15,19 +15,19 @@
 """
 from .live import LIVE_STAGES, LiveResult, LiveRun, LiveStats, run_live, start_live
 from .sources import (
-                      CAMERA_ENV,
-                      CLOSE_TIMEOUT,
-                      IMAGE_EXTENSIONS,
-                      ArraySource,
-                      FrameSource,
-                      ImageFolderSource,
-                      OpenCVCamera,
-                      SyntheticSource,
-                      VideoFileSource,
-                      cv2_available,
-                      open_source,
-                      preprocess_frame,
-                      source_from_env,
+    CAMERA_ENV,
+    CLOSE_TIMEOUT,
+    IMAGE_EXTENSIONS,
+    ArraySource,
+    FrameSource,
+    ImageFolderSource,
+    OpenCVCamera,
+    SyntheticSource,
+    VideoFileSource,
+    cv2_available,
+    open_source,
+    preprocess_frame,
+    source_from_env,
 )
 
 __all__ = ["FrameSource", "OpenCVCamera", "VideoFileSource", "ImageFolderSource", "ArraySource",
