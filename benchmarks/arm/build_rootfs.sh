@@ -9,6 +9,11 @@
 #               outside the repository: the tree is ~700 MB
 #   --minimal   only what install + one classification need (no OpenBLAS, pip, headers or
 #               CA certificates); for the smoke test
+#   --fast      --minimal without debootstrap's emulated second stage: stage 1 downloads every
+#               package (--include), the host unpacks them (dpkg-deb -x, natively), then only
+#               ldconfig, the BLAS alternatives, passwd/group and the venv are done by hand. No
+#               maintainer scripts run and there is no dpkg database: good enough for
+#               `pip install` + a classification (the CI smoke test), not a faithful system
 #
 # Needs root (debootstrap, chroot, mount) and the Debian mirror. Installs its own host tools:
 # debootstrap, qemu-user-static (binfmt_misc runs armhf binaries in the chroot), qemu-user (the
@@ -30,6 +35,7 @@ set -euo pipefail
 ROOTFS="${PYNQ_BNN_ARM_ROOTFS:-/var/tmp/pynq-bnn-armhf}"
 QUICK=0
 MINIMAL=0
+FAST=0
 MIRROR="${PYNQ_BNN_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 while [ $# -gt 0 ]; do
@@ -38,6 +44,7 @@ while [ $# -gt 0 ]; do
         --rootfs) ROOTFS="$2"; shift ;;
         --rootfs=*) ROOTFS="${1#*=}" ;;
         --minimal) MINIMAL=1 ;;
+        --fast) MINIMAL=1; FAST=1 ;;
         -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -54,6 +61,7 @@ python3-pil ca-certificates libblas3 libopenblas0-pthread"
 fi
 # The marker records the recipe; --quick reuses the tree only if it matches.
 RECIPE="suite=$SUITE arch=armhf venv=/opt/pynq-venv packages=$(echo $PACKAGES)"
+[ "$FAST" = 1 ] && RECIPE="$RECIPE fast-unpacked"
 MARKER="$ROOTFS/.pynq-bnn-rootfs"
 
 log() { echo "[build_rootfs $(date -u +%H:%M:%S)] $*"; }
@@ -100,6 +108,39 @@ if [ -d "$ROOTFS" ]; then
     rm -rf --one-file-system "$ROOTFS"
 fi
 mkdir -p "$ROOTFS"
+
+if [ "$FAST" = 1 ]; then
+    log "debootstrap stage 1 with every package downloaded ($SUITE armhf minbase, $MIRROR)"
+    debootstrap --arch=armhf --variant=minbase --foreign --include="$(echo $PACKAGES | tr ' ' ,)" \
+        "$SUITE" "$ROOTFS" "$MIRROR"
+    T1=$(date +%s)
+    log "unpacking $(ls "$ROOTFS"/var/cache/apt/archives/*.deb | wc -l) packages on the host (dpkg-deb -x)"
+    for deb in "$ROOTFS"/var/cache/apt/archives/*.deb; do
+        dpkg-deb -x "$deb" "$ROOTFS"
+    done
+    rm -f "$ROOTFS"/var/cache/apt/archives/*.deb
+    cp /usr/bin/qemu-arm-static "$ROOTFS/usr/bin/"
+    # what maintainer scripts would have done, as far as Python + gcc need it
+    [ -f "$ROOTFS/etc/passwd" ] || cp "$ROOTFS/usr/share/base-passwd/passwd.master" "$ROOTFS/etc/passwd"
+    [ -f "$ROOTFS/etc/group" ] || cp "$ROOTFS/usr/share/base-passwd/group.master" "$ROOTFS/etc/group"
+    ML=/usr/lib/arm-linux-gnueabihf
+    ln -sf "$ML/blas/libblas.so.3" "$ROOTFS$ML/libblas.so.3"
+    if [ -e "$ROOTFS$ML/lapack/liblapack.so.3" ]; then
+        ln -sf "$ML/lapack/liblapack.so.3" "$ROOTFS$ML/liblapack.so.3"
+    fi
+    chroot "$ROOTFS" /sbin/ldconfig
+    T2=$(date +%s)
+    log "board-like pip environment: python3 -m venv --system-site-packages /opt/pynq-venv"
+    chroot "$ROOTFS" /usr/bin/env LC_ALL=C /usr/bin/python3 -m venv --system-site-packages /opt/pynq-venv
+    chroot "$ROOTFS" /opt/pynq-venv/bin/python -c "import numpy, PIL; print('numpy', numpy.__version__, 'Pillow', PIL.__version__)"
+    END=$(date +%s)
+    printf 'recipe: %s\nbuilt: %s in %s s (stage 1 + downloads %s s, unpack + fix-ups %s s, venv %s s)\n' \
+        "$RECIPE" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $((END - START)) $((T1 - START)) $((T2 - T1)) \
+        $((END - T2)) > "$MARKER"
+    log "done: $ROOTFS in $((END - START)) s"
+    cat "$MARKER"
+    exit 0
+fi
 
 log "debootstrap stage 1 ($SUITE armhf minbase, $MIRROR)"
 debootstrap --arch=armhf --variant=minbase --foreign "$SUITE" "$ROOTFS" "$MIRROR"

@@ -22,7 +22,8 @@
 #
 # --ref REV: install the committed tree of REV (git archive) instead of the working tree (the
 #          default: tracked + untracked files as they are now, for testing uncommitted work).
-# --minimal: the smaller rootfs recipe of build_rootfs.sh (reference BLAS only).
+# --minimal: the smaller rootfs recipe of build_rootfs.sh (reference BLAS only);
+# --fast: the same, unpacked on the host without the emulated second stage (build_rootfs.sh).
 # --smoke: only install + one classification under emulation (no plugin, no report); exits
 #          non-zero if it fails. The CI smoke test (benchmarks/arm/ci_smoke.sh) uses it.
 # Needs root. Time here: rootfs ~5.5 min the first time, then ~1.5 min per run (PERFORMANCE.md).
@@ -45,6 +46,7 @@ while [ $# -gt 0 ]; do
         --no-reference-blas) REFBLAS=0 ;;
         --smoke) SMOKE=1 ;;
         --minimal) MINIMAL=(--minimal) ;;
+        --fast) MINIMAL=(--fast) ;;
         --ref) REF="$2"; shift ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
