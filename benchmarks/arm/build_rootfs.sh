@@ -6,7 +6,7 @@
 #
 #   --quick     reuse DIR if its marker file says a complete build of this recipe is there
 #   --rootfs    where to build (default $PYNQ_BNN_ARM_ROOTFS, else /var/tmp/pynq-bnn-armhf);
-#               outside the repository: the tree is ~700 MB
+#               outside the repository: the tree is ~600 MB
 #   --minimal   only what install + one classification need (no OpenBLAS, pip, headers or
 #               CA certificates); for the smoke test
 #   --fast      --minimal without debootstrap's emulated second stage: stage 1 downloads every
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --rootfs=*) ROOTFS="${1#*=}" ;;
         --minimal) MINIMAL=1 ;;
         --fast) MINIMAL=1; FAST=1 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift

@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
         --minimal) MINIMAL=(--minimal) ;;
         --fast) MINIMAL=(--fast) ;;
         --ref) REF="$2"; shift ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
