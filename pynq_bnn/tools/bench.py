@@ -349,6 +349,7 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
         FirstLayer threads (1: the ARM core that is not busy with the driver).
     """
     from ..backends import open_backend
+    from ..backends.accelerated import MockBackend
     from ..host.layer1 import FirstLayer
     from ..host.pipeline import overlap_mode, run_pipelined, run_sequential
     from ..testing import random_images
@@ -383,7 +384,7 @@ def pipeline_overlap(params, backend: str = "mock", batch: int = 64, n_batches: 
     be = open_backend(backend, **options)
     try:
         be.load(params)
-        if backend == "mock":
+        if isinstance(be, MockBackend):  # the "mock" backend
             expected = _cpu_scores(params, packed)
             table = {packed[i].tobytes(): expected[i] for i in range(n)}
             stub = _TableKernel(be.sim, network, table)
@@ -635,7 +636,7 @@ def loadavg():
         return None
 
 
-def emit_json(result: dict, out: str = None) -> None:
+def emit_json(result: dict, out: Optional[str] = None) -> None:
     """Print a benchmark result as JSON, and write it to ``out`` when given."""
     import json
 
