@@ -45,6 +45,7 @@ images of each class, the same 1,000 every time.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import stat
@@ -52,7 +53,7 @@ import tarfile
 import time
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -297,7 +298,9 @@ def _read_tar(f, p: str, max_bytes: int, gzipped: bool) -> Dataset:
     pickled = False
     t0 = time.perf_counter()
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:   # streamed: nothing is extracted
+        # streamed: nothing is extracted. Stream mode only read()s; typeshed's fileobj type also
+        # asks for write/seek/tell, which _Budget has no use for.
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for m in tar:
                 base = m.name.rstrip("/").rsplit("/", 1)[-1]
                 if "cifar-10-batches-py" in m.name or (base == "test_batch" and m.isfile()):
@@ -359,10 +362,11 @@ def _read_npy_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, p: str, budget: 
             raise DatasetError(f"{p}: array {key!r} {dtype} {shape} ({nbytes} bytes) exceeds the "
                                f"data budget of {budget} bytes")
         out = np.empty(count, dtype=dtype)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")
+        reader = cast(io.BufferedIOBase, m)  # a ZipExtFile (typeshed says IO[bytes]: no readinto)
         got = 0
         while got < nbytes:
-            k = m.readinto(view[got:])
+            k = reader.readinto(view[got:])
             if not k:
                 raise DatasetError(f"{p}: array {key!r} is truncated ({got} of {nbytes} bytes)")
             got += k
