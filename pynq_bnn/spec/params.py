@@ -159,9 +159,13 @@ def _meta(p: Params) -> dict:
 
 
 def _to_arrays(p: Params) -> Dict[str, np.ndarray]:
+    try:
+        meta_text = json.dumps(_meta(p), sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ParamsError(f"meta.training: not plain JSON data ({type(e).__name__}: {e})") from None
     arrays = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-        "meta": np.array(json.dumps(_meta(p), sort_keys=True)),
+        "meta": np.array(meta_text),
     }
     for layer in p.network.layers:
         lp = p.layers[layer.name]
@@ -292,9 +296,9 @@ class _Archive:
             _check_zip_directory(self._file, size, path)
             try:
                 self._zip = zipfile.ZipFile(self._file)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-                    struct.error) as e:
-                raise ParamsError(f"{path}: not a readable .npz archive ({e})") from None
+            except Exception as e:  # BadZipFile, bad name encodings, ...: never a traceback
+                raise ParamsError(f"{path}: not a readable .npz archive "
+                                  f"({type(e).__name__}: {e})") from None
             infos = self._zip.infolist()
             if len(infos) > MAX_MEMBERS:
                 raise ParamsError(f"{path}: {len(infos)} members; a model has at most {MAX_MEMBERS}")
