@@ -221,7 +221,9 @@ def test_wheel_carries_the_package_and_its_data(wheel_names):
     names = wheel_names
     missing = [m for m in _package_modules() if m not in names]
     assert not missing, f"modules missing from the wheel: {missing}"
-    for rel in (_tree_files("pynq_bnn/samples") + _tree_files("pynq_bnn/models", "*.npz")):
+    for rel in (_tree_files("pynq_bnn/samples") + _tree_files("pynq_bnn/models", "*.npz")
+                + _tree_files("pynq_bnn/data", "*.json")
+                + _tree_files("pynq_bnn/backends/sim/fixtures")):
         assert rel in names, f"{rel} missing from the wheel"
     assert "pynq_bnn/notebooks/__init__.py" in names
     for rel in _tree_files("notebooks", "*.ipynb"):
