@@ -206,6 +206,7 @@ def test_eval_bad_npz_is_one_line_and_exit_2(capsys, model, tmp_path, content, p
     assert path in line and re.search(problem, line), line
 
 
+@pytest.mark.slow
 def test_bench_json(capsys, model):
     code, out, err = run(capsys, "bench", "--backend", "cpu", "--model", model[1], "--batch", "4",
                          "--runs", "2", "--json")
@@ -557,6 +558,7 @@ def test_bench_names_stages_for_the_cpu_backend(capsys, model):
     assert "not measured" in est.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_bench_mock_models_the_kernel_from_the_estimate(capsys, model):
     code, out, err = run(capsys, "bench", "--backend", "mock", "--model", model[1], "--batch", "2",
                          "--runs", "1", "--json")

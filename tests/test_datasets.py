@@ -123,6 +123,7 @@ def test_npz_as_before(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isfile(SHARED_TEST), reason="no ../shared CIFAR-10 copy")
+@pytest.mark.slow
 def test_the_real_test_set_round_trips_through_the_binary_format(tmp_path):
     npz = load_dataset(SHARED_TEST)
     tgz = ds.write_cifar10_binary(str(tmp_path / "c.tar.gz"), npz.x, npz.y, NAMES, tar_gz=True)

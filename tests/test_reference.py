@@ -20,7 +20,8 @@ NETS = {
 }
 
 
-@pytest.mark.parametrize("name,n_images", [("full", 2), ("half", 3), ("tiny", 16)])
+@pytest.mark.parametrize("name,n_images", [pytest.param("full", 2, marks=pytest.mark.slow),
+                                            ("half", 3), ("tiny", 16)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_reference_equals_textbook_float_model(name, n_images, seed):
     net = NETS[name]

@@ -256,6 +256,7 @@ def test_close_while_hung_resets_and_frees_through_the_classifier():
     assert ("reset",) in be.log.events[-10:]     # reset before the buffers went back
 
 
+@pytest.mark.slow
 def test_repeated_faults_and_recoveries_accumulate_nothing():
     """100 rounds of: corrupt output, a bad image in the batch, a timeout, reset (after 10
     rounds of warm-up for one-time caches). The buffers stay the steady set, no Python
@@ -293,6 +294,7 @@ def test_repeated_faults_and_recoveries_accumulate_nothing():
 
 # ----------------------------------------------------------------------------- long runs (issue 17)
 
+@pytest.mark.slow
 def test_full_model_loads_past_the_old_limit_reuse_the_address_space():
     """The bump allocator ran out after ~1,522 full-model loads on one backend (2.8 MB each,
     4 GiB space); now freed ranges are reused once the space has been handed out. 2,000 loads:

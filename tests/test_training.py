@@ -77,6 +77,7 @@ def test_sign_ste():
     assert x.grad.tolist() == [0, 1, 1, 1, 0]
 
 
+@pytest.mark.slow
 def test_one_training_step_tiny():
     torch.manual_seed(0)
     model = BinaryNet(TINY)
