@@ -62,12 +62,14 @@ class Register(NamedTuple):
 
 def _data(const: str, hwh: str, offset: int, arg: str, access: str = "write-only") -> Register:
     kind = "Data" if arg in hwh else "Control"
-    return Register(const, hwh, offset, access, f"{kind} signal of {arg}", (Field(arg, 0, 32, access),))
+    return Register(const, hwh, offset, access, f"{kind} signal of {arg}",
+                    (Field(arg, 0, 32, access),))
 
 
 REGISTERS: Tuple[Register, ...] = (
     Register("CTRL", "CTRL", 0x00, "read-write", "Control signals", (
-        Field("AP_START", 0, 1, "read-write"), Field("AP_DONE", 1, 1, "read-only"),  # DONE: clear on read
+        # AP_DONE: clear on read
+        Field("AP_START", 0, 1, "read-write"), Field("AP_DONE", 1, 1, "read-only"),
         Field("AP_IDLE", 2, 1, "read-only"), Field("AP_READY", 3, 1, "read-only"),
         Field("RESERVED_1", 4, 3, "read-only"),  # bit 4 AP_CONTINUE is unused with ap_ctrl_hs
         Field("AUTO_RESTART", 7, 1, "read-write"), Field("RESERVED_2", 8, 24, "read-only"))),
@@ -76,7 +78,8 @@ REGISTERS: Tuple[Register, ...] = (
     Register("IP_IER", "IP_IER", 0x08, "read-write", "IP Interrupt Enable Register", (
         Field("CHAN0_INT_EN", 0, 1, "read-write"), Field("CHAN1_INT_EN", 1, 1, "read-write"),
         Field("RESERVED", 2, 30, "read-only"))),
-    Register("IP_ISR", "IP_ISR", 0x0C, "read-write", "IP Interrupt Status Register", (  # toggle on write
+    # toggle on write
+    Register("IP_ISR", "IP_ISR", 0x0C, "read-write", "IP Interrupt Status Register", (
         Field("CHAN0_INT_ST", 0, 1, "read-write"), Field("CHAN1_INT_ST", 1, 1, "read-write"),
         Field("RESERVED", 2, 30, "read-only"))),
     _data("PARAMS_LO", "params_1", 0x10, "params"),
@@ -181,8 +184,8 @@ def pack_thresholds(thresholds: np.ndarray, directions: np.ndarray) -> np.ndarra
         raise AbiError(f"threshold does not fit in {THRESHOLD_BITS} bits")
     t_mask = np.uint64((1 << THRESHOLD_BITS) - 1)
     d_mask = np.uint64((1 << DIRECTION_BITS) - 1)
-    entry = (t.astype(np.uint64) & t_mask) | (
-        (np.asarray(directions, dtype=np.int64).astype(np.uint64) & d_mask) << np.uint64(DIRECTION_SHIFT))
+    d_bits = np.asarray(directions, dtype=np.int64).astype(np.uint64) & d_mask
+    entry = (t.astype(np.uint64) & t_mask) | (d_bits << np.uint64(DIRECTION_SHIFT))
     if entry.size % THRESHOLDS_PER_WORD:
         entry = np.append(entry, np.uint64(0))
     return entry[0::2] | (entry[1::2] << np.uint64(THRESHOLD_ENTRY_BITS))
@@ -192,7 +195,8 @@ def _descriptor(layer: Layer, w_off: int, t_off: int, w_words: int) -> list:
     kind = KIND_CONV if layer.kind == "conv" else KIND_DENSE
     flags = (FLAG_POOL if layer.pool else 0) | (FLAG_LAST if layer.last else 0)
     d = [0] * DESCRIPTOR_WORDS
-    d[D_KIND], d[D_CIN], d[D_COUT], d[D_SIZE] = kind | flags, layer.in_channels, layer.out_channels, layer.in_size
+    d[D_KIND], d[D_CIN], d[D_COUT], d[D_SIZE] = (kind | flags, layer.in_channels,
+                                                 layer.out_channels, layer.in_size)
     d[D_WOFF], d[D_TOFF], d[D_WWORDS] = w_off, t_off, w_words
     return d
 
@@ -269,7 +273,8 @@ def unpack_thresholds(words: np.ndarray, n: int):
     entries[0::2] = words & np.uint64((1 << THRESHOLD_ENTRY_BITS) - 1)
     entries[1::2] = words >> np.uint64(THRESHOLD_ENTRY_BITS)
     entries = entries[:n]
-    thresholds = (entries & np.uint64((1 << THRESHOLD_BITS) - 1)).astype(np.uint16).view(np.int16).astype(np.int32)
+    t_bits = (entries & np.uint64((1 << THRESHOLD_BITS) - 1)).astype(np.uint16)
+    thresholds = t_bits.view(np.int16).astype(np.int32)
     directions = ((entries >> np.uint64(DIRECTION_SHIFT)) & np.uint64((1 << DIRECTION_BITS) - 1)
                   ).astype(np.uint8).view(np.int8)
     return thresholds, directions
@@ -304,7 +309,8 @@ def parse_param_image(words) -> KernelModel:
 
     w = np.asarray(words, dtype=np.uint64).reshape(-1)
     if w.size < DATA_BASE:
-        raise AbiError(f"image of {w.size} words is shorter than its header and table ({DATA_BASE})")
+        raise AbiError(f"image of {w.size} words is shorter than its header and table "
+                       f"({DATA_BASE})")
     header = int(w[0])
     abi_id, n_layers = header & 0xFFFFFFFF, header >> 32
     if abi_id != ABI_ID:
@@ -323,10 +329,12 @@ def parse_param_image(words) -> KernelModel:
     while n_conv < n_layers and kinds[n_conv] == KIND_CONV:
         n_conv += 1
     if n_conv == 0 or n_conv == n_layers or any(k != KIND_DENSE for k in kinds[n_conv:]):
-        raise AbiError(f"layer kinds {kinds}: expected convs ({KIND_CONV}) then dense layers ({KIND_DENSE})")
+        raise AbiError(f"layer kinds {kinds}: expected convs ({KIND_CONV}) then dense layers "
+                       f"({KIND_DENSE})")
     for i, d in enumerate(descs):
         if bool(d[D_KIND] & FLAG_LAST) != (i == n_layers - 1):
-            raise AbiError(f"descriptor {i}: LAST flag {'set' if d[D_KIND] & FLAG_LAST else 'missing'}")
+            raise AbiError(
+                f"descriptor {i}: LAST flag {'set' if d[D_KIND] & FLAG_LAST else 'missing'}")
         if kinds[i] == KIND_DENSE and d[D_KIND] & FLAG_POOL:
             raise AbiError(f"descriptor {i}: a dense layer cannot pool")
     try:
@@ -340,21 +348,25 @@ def parse_param_image(words) -> KernelModel:
         raise AbiError(f"descriptor table describes no valid network: {e}") from None
     layers = {}
     for i, (layer, d) in enumerate(zip(network.binary_layers, descs)):
-        if (d[D_CIN], d[D_COUT], d[D_SIZE]) != (layer.in_channels, layer.out_channels, layer.in_size):
-            raise AbiError(f"descriptor {i} ({layer.name}): in/out/size {d[D_CIN:D_SIZE + 1]} inconsistent with "
-                           f"the layers before it ({layer.in_channels}, {layer.out_channels}, {layer.in_size})")
+        shape = (layer.in_channels, layer.out_channels, layer.in_size)
+        if (d[D_CIN], d[D_COUT], d[D_SIZE]) != shape:
+            raise AbiError(f"descriptor {i} ({layer.name}): in/out/size {d[D_CIN:D_SIZE + 1]} "
+                           f"inconsistent with the layers before it {shape}")
         w_off, t_off, w_words = d[D_WOFF], d[D_TOFF], d[D_WWORDS]
         expected = int(np.prod(layer.weight_shape))
         if w_words != expected:
-            raise AbiError(f"descriptor {i} ({layer.name}): {w_words} weight words, expected {expected}")
+            raise AbiError(f"descriptor {i} ({layer.name}): {w_words} weight words, "
+                           f"expected {expected}")
         if not DATA_BASE <= w_off <= total - w_words:
             raise AbiError(f"descriptor {i} ({layer.name}): weights at {w_off} outside the image")
         lp = LayerParams(w[w_off:w_off + w_words].reshape(layer.weight_shape).copy())
         if not layer.last:
             t_words = -(-layer.out_channels // THRESHOLDS_PER_WORD)
             if not DATA_BASE <= t_off <= total - t_words:
-                raise AbiError(f"descriptor {i} ({layer.name}): thresholds at {t_off} outside the image")
-            lp.thresholds, lp.directions = unpack_thresholds(w[t_off:t_off + t_words], layer.out_channels)
+                raise AbiError(f"descriptor {i} ({layer.name}): thresholds at {t_off} outside "
+                               "the image")
+            lp.thresholds, lp.directions = unpack_thresholds(w[t_off:t_off + t_words],
+                                                             layer.out_channels)
             if not np.all((lp.directions == 1) | (lp.directions == -1)):
                 raise AbiError(f"descriptor {i} ({layer.name}): directions other than +1/-1")
         layers[layer.name] = lp
