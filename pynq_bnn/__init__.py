@@ -1,6 +1,13 @@
 """pynq-bnn: a binarized neural network (BinaryNet CIFAR-10) on PYNQ boards, from Python."""
-from .errors import (BackendUnavailable, BnnError, CameraError, HardwareError, HardwareTimeout,
-                     ImageError, ParamsError)
+from .errors import (
+    BackendUnavailable,
+    BnnError,
+    CameraError,
+    HardwareError,
+    HardwareTimeout,
+    ImageError,
+    ParamsError,
+)
 from .spec.network import Network
 from .spec.params import LayerParams, Params, load_params, save_params
 

@@ -25,7 +25,8 @@ def random_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
     return rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
 
 
-def _thresholds_from_sums(rng, sums: np.ndarray, fan_in: int, constant_frac=0.05, negative_frac=0.3):
+def _thresholds_from_sums(rng, sums: np.ndarray, fan_in: int, constant_frac=0.05,
+                          negative_frac=0.3):
     """Per-channel thresholds taken from observed sums (sums: [..., C])."""
     c = sums.shape[-1]
     flat = sums.reshape(-1, c)
@@ -74,5 +75,6 @@ def random_params(network: Network | None = None, seed: int = 0,
     scale = rng.uniform(0.01, 1.0, network.n_classes).astype(np.float32)
     scale[rng.random(network.n_classes) < 0.2] *= -1
     bias = rng.normal(0, 5, network.n_classes).astype(np.float32)
-    names = CIFAR10_CLASSES if network.n_classes == 10 else tuple(f"class{i}" for i in range(network.n_classes))
+    names = (CIFAR10_CLASSES if network.n_classes == 10
+             else tuple(f"class{i}" for i in range(network.n_classes)))
     return Params(network, names, layers, scale, bias, description=f"random network, seed {seed}")

@@ -8,8 +8,8 @@ that flow copies its results into this folder, so the next ``pip install .`` car
 This package is registered under the ``pynq.overlays`` entry point (setup.py), which is how PYNQ
 tools discover overlay folders of installed packages. Note that ``pynq.Overlay("bnn.bit")`` on
 its own looks only for ``<this folder>/bnn.bit`` or ``<this folder>/bnn/bnn.bit``, not in the
-per-board folders: use :func:`pynq_bnn.backends.pynq.overlay_files.find_overlay` (what the ``pynq`` backend
-does) or give the full path. See README.md in this folder.
+per-board folders: use :func:`pynq_bnn.backends.pynq.overlay_files.find_overlay` (what the
+``pynq`` backend does) or give the full path. See README.md in this folder.
 
 This module imports nothing but os: it must stay importable without pynq.
 """
