@@ -117,7 +117,8 @@ def check_params(data: bytes) -> str:
 
 
 # A refusal names a field of meta or a member the topology it declares needs.
-_FIELD = re.compile(r"(meta[.\[:]|(conv|fc)\d+\.(weights|thresholds|directions|scale|bias): |layers: )")
+_FIELD = re.compile(r"(meta[.\[:]|layers: |"
+                    r"(conv|fc)\d+\.(weights|thresholds|directions|scale|bias): )")
 
 
 def check_meta(text: str) -> str:
@@ -244,7 +245,8 @@ def _rezip(members, deflate: bool) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")        # duplicate names are what we want here
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as z:
+        method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+        with zipfile.ZipFile(buf, "w", method) as z:
             for name, data in members:
                 z.writestr(name or "noname", data)
     return buf.getvalue()
@@ -259,7 +261,8 @@ def _npy_header(descr, shape, fortran) -> bytes:
 def _meta_with_token(index: int, token: str) -> str:
     """The model's meta text with the index-th JSON scalar (number, string, bool) replaced."""
     text = str(_arrays("stored")["meta"])
-    spots = [m.span() for m in re.finditer(r'-?\d+(?:\.\d+)?|true|false|"(?:[^"\\]|\\.)*"(?!\s*:)', text)]
+    scalar = r'-?\d+(?:\.\d+)?|true|false|"(?:[^"\\]|\\.)*"(?!\s*:)'   # not keys
+    spots = [m.span() for m in re.finditer(scalar, text)]
     a, b = spots[index % len(spots)]
     return text[:a] + token + text[b:]
 
@@ -377,7 +380,8 @@ def test_fuzz_meta_schema(field, value):
 # ----------------------------------------------------------------------------- images
 
 _SIGNATURES = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"GIF87a", b"BM", b"II*\0",
-               b"MM\0*", b"RIFF\0\0\0\0WEBPVP8 ", b"\0\0\1\0", b"P6\n", b"P5\n", b"%!PS-Adobe-3.0 EPSF-3.0\n",
+               b"MM\0*", b"RIFF\0\0\0\0WEBPVP8 ", b"\0\0\1\0", b"P6\n", b"P5\n",
+               b"%!PS-Adobe-3.0 EPSF-3.0\n",
                b"\xc5\xd0\xd3\xc6", b"8BPS", b"DDS ", b"\0\0\0\x0cjP  ", b"qoif", b"SIMPLE  =", b""]
 
 
@@ -455,7 +459,8 @@ def _item(draw_kind, draw):
     if draw_kind == "array":
         return draw(arrays())
     if draw_kind == "good":
-        return random_images(1, draw(st.sampled_from([SIZE, 13, 40])), seed=draw(st.integers(0, 9)))[0]
+        side = draw(st.sampled_from([SIZE, 13, 40]))
+        return random_images(1, side, seed=draw(st.integers(0, 9)))[0]
     if draw_kind == "pil":
         return draw(pil_images())
     if draw_kind == "bytes":

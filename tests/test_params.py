@@ -198,5 +198,6 @@ def test_absurd_declared_size(good_file, tmp_path):
     first = data.find(b"PK\x01\x02")
     data[first + 24:first + 28] = (0xFFFFFFF0).to_bytes(4, "little")
     out.write_bytes(bytes(data))
-    with pytest.raises(ParamsError, match=r"members declare \d+ bytes uncompressed \(format_version: 4294967280\); a model inflates"):
+    with pytest.raises(ParamsError, match=r"members declare \d+ bytes uncompressed "
+                                          r"\(format_version: 4294967280\); a model inflates"):
         load_params(out)

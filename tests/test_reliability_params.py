@@ -6,14 +6,14 @@ valid model or :class:`~pynq_bnn.errors.ParamsError`: never another exception, n
 never a large allocation.
 """
 import functools
-import re
-import time
 import io
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
+import time
 import tracemalloc
 import zipfile
 from contextlib import contextmanager
@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pynq_bnn import ParamsError, load_params, save_params
-from pynq_bnn.spec import reference
 from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.network import Network
 from pynq_bnn.spec.params import _checksum, validate
 from pynq_bnn.testing import random_images, random_params
@@ -385,7 +385,8 @@ NETWORK_OVER_LIMITS = {
     "weight bits": (dict(conv_channels=[64, 64], pool_after=[False, True], fc_units=[4096] * 9,
                          image_size=8), rf"binary weight bits > {L.MAX_WEIGHT_BITS}"),
     "work per image": (dict(conv_channels=[512] * 6, pool_after=[False] * 6, fc_units=[],
-                            image_size=32), rf"multiply-accumulates per image > {L.MAX_OPS_PER_IMAGE}"),
+                            image_size=32),
+                       rf"multiply-accumulates per image > {L.MAX_OPS_PER_IMAGE}"),
 }
 
 
@@ -682,9 +683,12 @@ def test_brackets_inside_strings_are_not_nesting(tmp_path):
     (lambda m: m["network"].update(dropout=0.5), "meta.network.dropout: unknown key"),
     (lambda m: m.pop("input"), "meta.input: missing"),
     (lambda m: m["network"].pop("fc_units"), "meta.network.fc_units: missing"),
-    (lambda m: m["network"].update(pool_after=[0, 1]), r"meta.network.pool_after\[0\]: expected true"),
-    (lambda m: m["network"].update(conv_channels=[64] * 40), "meta.network.conv_channels: 40 entries"),
-    (lambda m: m.update(class_names=["a", "b\nc", "d"]), r"meta.class_names\[1\]: .* non-printable"),
+    (lambda m: m["network"].update(pool_after=[0, 1]),
+     r"meta.network.pool_after\[0\]: expected true"),
+    (lambda m: m["network"].update(conv_channels=[64] * 40),
+     "meta.network.conv_channels: 40 entries"),
+    (lambda m: m.update(class_names=["a", "b\nc", "d"]),
+     r"meta.class_names\[1\]: .* non-printable"),
     (lambda m: m.update(class_names=["a", "\x1b[31mred", "d"]), r"meta.class_names\[1\]"),
     (lambda m: m.update(class_names=["a", "x" * 101, "d"]), r"meta.class_names\[1\]"),
     (lambda m: m.update(class_names=["a", 2, "d"]), r"meta.class_names\[1\]: expected a string"),
@@ -700,7 +704,8 @@ def test_meta_schema(tmp_path, mutate, field):
 
 
 def test_meta_length_is_checked_before_parsing(tmp_path):
-    text = json.dumps(_meta())[:-1] + ', "training": {"x": "' + "y" * params_module.MAX_META_CHARS + '"}}'
+    long = "y" * params_module.MAX_META_CHARS
+    text = json.dumps(_meta())[:-1] + ', "training": {"x": "' + long + '"}}'
     assert _meta_refusal(tmp_path, text).startswith("meta: ")
 
 

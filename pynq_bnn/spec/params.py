@@ -96,7 +96,8 @@ def _check_array(a, name: str, dtype, shape) -> np.ndarray:
     """``a``, checked (and so typed) as an array of that dtype and shape."""
     _expect(isinstance(a, np.ndarray), name, f"expected a numpy array, got {type(a).__name__}")
     _expect(a.dtype == np.dtype(dtype), name, f"dtype {a.dtype} (expected {np.dtype(dtype)})")
-    _expect(tuple(a.shape) == tuple(shape), name, f"shape {tuple(a.shape)} (expected {tuple(shape)})")
+    _expect(tuple(a.shape) == tuple(shape), name,
+            f"shape {tuple(a.shape)} (expected {tuple(shape)})")
     return a
 
 
@@ -107,7 +108,8 @@ def _check_thresholds(lp: LayerParams, layer: Layer) -> None:
     bound = layer.fan_in + 1
     _expect(bool(np.all((t >= -bound) & (t <= bound))), f"{layer.name}.thresholds",
             f"values outside [-{bound}, {bound}]")
-    _expect(bool(np.all((d == 1) | (d == -1))), f"{layer.name}.directions", "values other than +1/-1")
+    _expect(bool(np.all((d == 1) | (d == -1))), f"{layer.name}.directions",
+            "values other than +1/-1")
 
 
 def validate(p: Params) -> None:
@@ -301,7 +303,8 @@ class _Archive:
                                   f"({type(e).__name__}: {e})") from None
             infos = self._zip.infolist()
             if len(infos) > MAX_MEMBERS:
-                raise ParamsError(f"{path}: {len(infos)} members; a model has at most {MAX_MEMBERS}")
+                raise ParamsError(f"{path}: {len(infos)} members; a model has at most "
+                                  f"{MAX_MEMBERS}")
             self.members: Dict[str, zipfile.ZipInfo] = {}
             for info in infos:
                 key = _member_key(info)
@@ -487,9 +490,11 @@ def _parse_meta(text: str) -> dict:
     that overflow (``1e400``) and absurd integers are refused while parsing; then every field
     must have its type and range. Raises ParamsError naming the field.
     """
-    _field(len(text) <= MAX_META_CHARS, "meta", f"{len(text)} characters (at most {MAX_META_CHARS})")
+    _field(len(text) <= MAX_META_CHARS, "meta",
+           f"{len(text)} characters (at most {MAX_META_CHARS})")
     depth = _json_depth(text)
-    _field(depth <= MAX_META_DEPTH, "meta", f"nested {depth} levels deep (at most {MAX_META_DEPTH})")
+    _field(depth <= MAX_META_DEPTH, "meta",
+           f"nested {depth} levels deep (at most {MAX_META_DEPTH})")
     try:
         meta = json.loads(text, parse_constant=_constant, parse_float=_finite_float,
                           parse_int=_bounded_int)
@@ -526,7 +531,8 @@ def _parse_meta(text: str) -> dict:
     names = meta["class_names"]
     _field(isinstance(names, list), "meta.class_names", f"expected a list, got {_describe(names)}")
     for i, c in enumerate(names):
-        _field(isinstance(c, str), f"meta.class_names[{i}]", f"expected a string, got {_describe(c)}")
+        _field(isinstance(c, str), f"meta.class_names[{i}]",
+               f"expected a string, got {_describe(c)}")
     _field(isinstance(meta.get("description", ""), str), "meta.description",
            f"expected a string, got {_describe(meta.get('description'))}")
     _field(isinstance(meta.get("training", {}), dict), "meta.training",
@@ -561,7 +567,8 @@ def load_params(path) -> Params:
     path = os.fsdecode(os.fspath(path))
     with _Archive(path) as archive:
         v = archive.read("format_version", max_bytes=1024)
-        _expect(v.shape == () and v.dtype.kind in "iu", "format_version", "expected an integer scalar")
+        _expect(v.shape == () and v.dtype.kind in "iu", "format_version",
+                "expected an integer scalar")
         _expect(int(v) == FORMAT_VERSION, "format_version",
                 f"version {int(v)} is not supported (this pynq-bnn reads version {FORMAT_VERSION})")
         stored = str(_scalar_str(archive, "checksum", 64))
@@ -580,7 +587,8 @@ def load_params(path) -> Params:
         for key in sorted(expected - set(arrays)):
             arrays[key] = archive.read(key)
     actual = _checksum(arrays)
-    _expect(stored == actual, "checksum", f"mismatch: file says {stored[:16]}..., content is {actual[:16]}...")
+    _expect(stored == actual, "checksum",
+            f"mismatch: file says {stored[:16]}..., content is {actual[:16]}...")
     layers = {}
     for layer in net.layers:
         lp = LayerParams(arrays[f"{layer.name}.weights"])
