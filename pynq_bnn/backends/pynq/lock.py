@@ -11,6 +11,11 @@ else the system temporary directory, shared by every user of the board). The ker
 it when the holder exits or crashes, so a stale file never blocks anyone; the file only tells
 the next process who holds it (pid, program, bitstream, time). It is advisory: it stops other
 pynq-bnn processes, not a foreign program that loads an overlay.
+
+Nothing here blocks without a deadline: anything but a regular file at the lock path (a FIFO,
+a symlink, a socket, a directory, a device, planted by another user of /tmp) is refused
+before and after the open (``O_NOFOLLOW | O_NONBLOCK``), and waiting for the holder is
+bounded by the (finite) ``timeout``.
 """
 from __future__ import annotations
 
