@@ -30,11 +30,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pynq_bnn import Network
 from pynq_bnn.backends.cpu import engine
-from pynq_bnn.spec import reference  # noqa: E402
-from pynq_bnn.tools.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
 from pynq_bnn.host.layer1 import FirstLayer  # noqa: E402
+from pynq_bnn.spec import reference  # noqa: E402
 from pynq_bnn.spec.first_layer import conv1_packed  # noqa: E402
 from pynq_bnn.testing import random_images, random_params  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
 
 
 def measure(fn, batch: int, min_time: float, rounds: int) -> dict:

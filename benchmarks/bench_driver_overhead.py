@@ -18,8 +18,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network  # noqa: E402
-from pynq_bnn.tools.bench import cpu_model, emit_json, loadavg, driver_overhead  # noqa: E402
 from pynq_bnn.testing import random_params  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, driver_overhead, emit_json, loadavg  # noqa: E402
 
 TARGET_MS = 0.2
 

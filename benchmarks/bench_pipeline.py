@@ -22,8 +22,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pynq_bnn import Network  # noqa: E402
-from pynq_bnn.tools.bench import cpu_model, emit_json, loadavg, pipeline_overlap  # noqa: E402
 from pynq_bnn.testing import random_params  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, emit_json, loadavg, pipeline_overlap  # noqa: E402
 
 
 def main(argv=None):

@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 
 from pynq_bnn import Classifier
-from pynq_bnn.backends import (CpuOptions, MockOptions, PynqOptions, Submission, SubmissionState,
-                               open_backend)
+from pynq_bnn.backends import (
+    CpuOptions,
+    MockOptions,
+    PynqOptions,
+    Submission,
+    SubmissionState,
+    open_backend,
+)
 from pynq_bnn.backends.base import MAX_TIMEOUT, Backend, Hardware
 from pynq_bnn.backends.driver import Accelerator
 from pynq_bnn.backends.sim.hardware import MockHardware

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from helpers import SMALL
-from pynq_bnn.spec import abi, reference
-from pynq_bnn.backends.pynq import overlay_files
 from pynq_bnn.backends import available_backends, board_status, open_backend
+from pynq_bnn.backends.pynq import overlay_files
 from pynq_bnn.errors import BackendUnavailable, BnnError, ImageError
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
@@ -40,7 +40,8 @@ def test_every_backend_same_api_same_scores(small, name):
         for key in ("backend", "board", "bitstream", "kernel", "abi_id"):
             assert key in d
         assert d["backend"] == name and d["bitstream"] is None
-        assert d["kernel"] in ("numpy reference", "hls-lib") or d["kernel"].startswith("native engine")
+        assert (d["kernel"] in ("numpy reference", "hls-lib")
+                or d["kernel"].startswith("native engine"))
     assert be.closed
     be.close()
 
@@ -134,7 +135,8 @@ def test_auto_off_board_is_cpu(caplog):
 def test_importing_backends_does_not_import_pynq():
     import subprocess
     import sys
-    code = ("import sys, pynq_bnn.backends, pynq_bnn.backends.driver, pynq_bnn.backends.sim.hardware; "
+    code = ("import sys, pynq_bnn.backends, pynq_bnn.backends.driver, "
+            "pynq_bnn.backends.sim.hardware; "
             "sys.exit('pynq' in sys.modules)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
@@ -172,7 +174,8 @@ def test_board_from_environment(monkeypatch):
 
 # ----------------------------------------------------------------------------- parameter image
 
-@pytest.mark.parametrize("network", [SMALL, Network.half(), Network.full()], ids=["small", "half", "full"])
+@pytest.mark.parametrize("network", [SMALL, Network.half(), Network.full()],
+                         ids=["small", "half", "full"])
 def test_parse_param_image_round_trip(network):
     params = random_params(network, seed=5) if network is SMALL else _cheap_params(network)
     image = abi.build_param_image(params)

@@ -14,11 +14,21 @@ from PIL import Image
 
 from helpers import SMALL_32 as SMALL
 from pynq_bnn import camera
-from pynq_bnn.camera import (ArraySource, FrameSource, ImageFolderSource, OpenCVCamera,
-                             SyntheticSource, VideoFileSource, open_source, preprocess_frame,
-                             run_live, source_from_env, start_live)
-from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.camera import (
+    ArraySource,
+    FrameSource,
+    ImageFolderSource,
+    OpenCVCamera,
+    SyntheticSource,
+    VideoFileSource,
+    open_source,
+    preprocess_frame,
+    run_live,
+    source_from_env,
+    start_live,
+)
 from pynq_bnn.errors import BnnError, CameraError, ImageError
+from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.host.preprocess import load_image
 from pynq_bnn.testing import random_params
 

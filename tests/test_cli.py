@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import SMALL_32 as SMALL
 from PIL import Image
 
+from helpers import SMALL_32 as SMALL
 from pynq_bnn import __version__
 from pynq_bnn.errors import ParamsError
 from pynq_bnn.spec import reference

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from pynq_bnn import Network
 from pynq_bnn.backends.cpu import engine
-from pynq_bnn.spec import reference
 from pynq_bnn.errors import BackendUnavailable
 from pynq_bnn.host.layer1 import FirstLayer
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.testing import random_images, random_params
 

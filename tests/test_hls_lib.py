@@ -1,4 +1,5 @@
-"""The HLS kernel's shared-library build (make -C hls_src lib) through pynq_bnn.backends.sim.hls_lib.
+"""The HLS kernel's shared-library build (make -C hls_src lib) through
+pynq_bnn.backends.sim.hls_lib.
 
 Builds the library into a temporary directory with g++ (skipped, with the reason, when g++ or
 the ap_types headers are missing) and checks it against the numpy reference.
@@ -10,12 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from pynq_bnn.spec import abi, reference
 from pynq_bnn.backends.sim import hls_lib
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
-
 from test_hls_csim import MODEL, make, needs_toolchain
 
 

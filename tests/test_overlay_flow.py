@@ -241,11 +241,11 @@ def test_makefile_commands(tmp_path, board):
                         f"BUILD={tmp_path / 'build'}", "OUT=../pynq_bnn/overlays"],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
     assert r.returncode == 0, r.stdout
-    hls_line = [l for l in r.stdout.splitlines() if "vitis_hls -f" in l]
+    hls_line = [line for line in r.stdout.splitlines() if "vitis_hls -f" in line]
     assert len(hls_line) == 1
     # run_hls.tcl's key=value arguments (hls_src/run_hls.tcl)
     assert f"-tclargs part={cfg['PART']} period=10 steps=csynth,export project=" in hls_line[0]
-    viv = [l for l in r.stdout.splitlines() if "vivado -mode batch" in l]
+    viv = [line for line in r.stdout.splitlines() if "vivado -mode batch" in line]
     assert len(viv) == 1
     assert f"-tclargs {board} " in viv[0]
     assert viv[0].split()[-2] == os.path.join(REPO, "pynq_bnn", "overlays", cfg["BOARD_NAME"])
@@ -273,7 +273,8 @@ ip="$(dirname "$script")/$project/sol1/impl/ip"
 mkdir -p "$ip"
 if [ -n "$FAKE_HLS_ZIP" ]; then
   python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); \
-z.writestr('component.xml', '<spirit:name>bnn_kernel</spirit:name>')" "$ip/pynq-bnn_hls_bnn_kernel_1_0.zip"
+z.writestr('component.xml', '<spirit:name>bnn_kernel</spirit:name>')" \
+    "$ip/pynq-bnn_hls_bnn_kernel_1_0.zip"
 else
   echo '<spirit:name>bnn_kernel</spirit:name>' > "$ip/component.xml"
 fi
@@ -309,7 +310,8 @@ def test_make_runs_the_flow_with_stand_in_tools(tmp_path, zipped):
         env["FAKE_HLS_ZIP"] = "1"
     out = tmp_path / "out"
     r = subprocess.run(["make", "-C", OVERLAYS, "pynq-z2", f"HLS_SRC={hls}",
-                        f"BUILD={tmp_path / 'build'}", f"OUT={out}", f"VITIS_HLS={tools / 'vitis_hls'}",
+                        f"BUILD={tmp_path / 'build'}", f"OUT={out}",
+                        f"VITIS_HLS={tools / 'vitis_hls'}",
                         f"VIVADO={tools / 'vivado'}", "JOBS=2"],
                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=120)

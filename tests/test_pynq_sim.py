@@ -21,10 +21,10 @@ pytestmark = pytest.mark.needs_pynq
 from pynq.buffer import PynqBuffer  # noqa: E402
 
 from helpers import SMALL  # noqa: E402
-from pynq_bnn.spec import abi, reference  # noqa: E402
 from pynq_bnn.backends import open_backend  # noqa: E402
 from pynq_bnn.backends.sim.pynq_device import FIXTURE_BITSTREAM, SimDevice, activated  # noqa: E402
 from pynq_bnn.errors import HardwareError, HardwareTimeout  # noqa: E402
+from pynq_bnn.spec import abi, reference  # noqa: E402
 from pynq_bnn.spec.first_layer import conv1_packed  # noqa: E402
 from pynq_bnn.spec.network import Network  # noqa: E402
 from pynq_bnn.testing import random_images, random_params  # noqa: E402
@@ -121,7 +121,9 @@ def test_wrong_id_through_pynq(sim, small):
 
 def test_register_map_mismatch_is_refused(sim, tmp_path):
     hwh = open(os.path.splitext(FIXTURE_BITSTREAM)[0] + ".hwh").read()
-    marker = '<REGISTER NAME="n_images">\n              <PROPERTY NAME="DESCRIPTION" VALUE="Data signal of n_images"/>\n              <PROPERTY NAME="ADDRESS_OFFSET" VALUE="52"/>'
+    marker = ('<REGISTER NAME="n_images">\n'
+              '              <PROPERTY NAME="DESCRIPTION" VALUE="Data signal of n_images"/>\n'
+              '              <PROPERTY NAME="ADDRESS_OFFSET" VALUE="52"/>')
     assert marker in hwh
     (tmp_path / "moved.hwh").write_text(hwh.replace(marker, marker.replace('"52"', '"56"')))
     shutil.copy(FIXTURE_BITSTREAM, tmp_path / "moved.bit")

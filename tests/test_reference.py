@@ -4,13 +4,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import textbook
 from pynq_bnn.spec import reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.folding import apply_threshold
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
-
-import textbook
 
 NETS = {
     "full": Network.full(),
@@ -32,17 +31,20 @@ def test_reference_equals_textbook_float_model(name, n_images, seed):
     ints = reference.scores(params, images)
     assert ints.dtype == np.int32
     np.testing.assert_array_equal(ints, sums.astype(np.int64))
-    np.testing.assert_allclose(reference.affine_scores(params, ints), float_scores, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(reference.affine_scores(params, ints), float_scores,
+                               rtol=1e-5, atol=1e-4)
 
 
 def test_textbook_model_exercises_every_direction():
     net = NETS["half"]
     images = random_images(2, 32, seed=3)
     params = textbook.to_params(textbook.random_model(net, 0, images))
-    dirs = np.concatenate([params.layers[l.name].directions for l in net.layers if not l.last])
+    dirs = np.concatenate([params.layers[layer.name].directions for layer in net.layers
+                           if not layer.last])
     assert (dirs == 1).any() and (dirs == -1).any()
     # some gamma == 0 channels became constants at the clip bound
-    consts = [np.abs(params.layers[l.name].thresholds) == l.fan_in + 1 for l in net.layers if not l.last]
+    consts = [np.abs(params.layers[layer.name].thresholds) == layer.fan_in + 1
+              for layer in net.layers if not layer.last]
     assert np.concatenate(consts).any()
 
 
@@ -60,7 +62,8 @@ def test_reference_bits_are_not_degenerate():
 def test_all_ones_and_all_zeros_maps(fill, expected):
     params = random_params(Network.half(), seed=6, fill=fill)
     images = random_images(2, 32, seed=7)
-    scores, acts = reference.binary_scores(params, conv1_packed(params, images), return_activations=True)
+    scores, acts = reference.binary_scores(params, conv1_packed(params, images),
+                                           return_activations=True)
     for name in ("conv2", "conv3", "conv4", "conv5", "conv6"):
         assert (acts[name] == np.uint64(expected)).all()
     # both images see the same constant map, so the same scores

@@ -17,11 +17,11 @@ import time
 import numpy as np
 import pytest
 
-from pynq_bnn.spec import reference
 from pynq_bnn.backends import accelerated
 from pynq_bnn.backends.pynq.lock import LOCK_DIR_ENV, OverlayLock, lock_path
-from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.errors import HardwareError
+from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.network import Network
 from pynq_bnn.spec.params import save_params
 from pynq_bnn.testing import random_images, random_params

@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from pynq_bnn.spec import abi, reference
 from pynq_bnn.backends import accelerated
 from pynq_bnn.backends.sim.kernel import SimBnnKernel
-from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout
+from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
 

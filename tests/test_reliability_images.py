@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pynq_bnn.host import preprocess as pp
-from pynq_bnn.spec import reference
-from pynq_bnn.host.classifier import Classifier
-from pynq_bnn.tools.cli import main
 from pynq_bnn.errors import ImageError
+from pynq_bnn.host import preprocess as pp
+from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.network import Network
 from pynq_bnn.spec.params import save_params
 from pynq_bnn.testing import random_images, random_params
+from pynq_bnn.tools.cli import main
 
 NET = Network(conv_channels=(64, 64, 64), pool_after=(False, True, True), fc_units=(),
               n_classes=10, image_size=32)

@@ -14,12 +14,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from pynq_bnn.spec import reference
 from pynq_bnn.backends import accelerated, open_backend
-from pynq_bnn.backends.sim.hardware import MockHardware
-from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.backends.driver import Accelerator
+from pynq_bnn.backends.sim.hardware import MockHardware
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout
+from pynq_bnn.host.classifier import Classifier
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
@@ -378,7 +378,7 @@ def test_reused_memory_is_fresh_and_stale_pointers_fault_until_reuse():
     """What the tests rely on, with reuse: addresses above 4 GiB, new allocations read 0xA5
     even at a reused address, a freed buffer's address is a bus error until the space has
     wrapped round to it (next-fit), and freeing twice is harmless."""
-    from pynq_bnn.backends.sim.kernel import PAGE, SimMemory, UNINITIALISED
+    from pynq_bnn.backends.sim.kernel import PAGE, UNINITIALISED, SimMemory
     from pynq_bnn.errors import SimBusError
     m = SimMemory(size=8 * PAGE)
     assert m.base >= 1 << 32

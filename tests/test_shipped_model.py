@@ -1,24 +1,24 @@
 """The shipped models: every implementation gives the same integer scores on real images.
 
-For each model in pynq_bnn.host.shipped_models.SHIPPED_MODELS: training model (PyTorch eval mode, from
-the committed checkpoint), numpy reference, native CPU engine (every ISA this machine has), the
-mock accelerator (numpy kernel and, when built, the compiled HLS C model) and the Classifier
-agree score for score. HLS C-simulation of both models is in tests/test_hls_csim.py.
+For each model in pynq_bnn.host.shipped_models.SHIPPED_MODELS: training model (PyTorch eval
+mode, from the committed checkpoint), numpy reference, native CPU engine (every ISA this
+machine has), the mock accelerator (numpy kernel and, when built, the compiled HLS C model)
+and the Classifier agree score for score. HLS C-simulation of both models is in
+tests/test_hls_csim.py.
 """
 import os
 
 import numpy as np
 import pytest
 
-from pynq_bnn.backends.cpu import engine
+from helpers import CIFAR_DIR
 from pynq_bnn import load_params
-from pynq_bnn.spec import reference
 from pynq_bnn.backends import open_backend
+from pynq_bnn.backends.cpu import engine
 from pynq_bnn.host.classifier import Classifier, default_model_path
 from pynq_bnn.host.shipped_models import SHIPPED_MODELS, shipped_model_path
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.first_layer import conv1_packed
-
-from helpers import CIFAR_DIR
 
 # Full-size networks on real images through every implementation: ~30 s in all.
 pytestmark = pytest.mark.slow
@@ -83,7 +83,8 @@ def test_shipped_samples_are_classified_correctly(model_name):
     assert right >= 8, list(zip(files, result.names))
 
 
-@pytest.mark.parametrize("isa", engine.supported_isas() if engine.native_available() else ["reference"])
+@pytest.mark.parametrize("isa", engine.supported_isas() if engine.native_available()
+                         else ["reference"])
 def test_cpu_engine_matches_reference(params, images, expected, isa):
     eng = engine.Engine(params, isa=None if isa == "reference" else isa,
                         native=isa != "reference")

@@ -13,9 +13,9 @@ from helpers import CIFAR_DIR  # noqa: E402
 from pynq_bnn.spec.network import Network  # noqa: E402
 from pynq_bnn.spec.params import load_params, save_params  # noqa: E402
 from pynq_bnn.spec.reference import scores as reference_scores  # noqa: E402
+from training import train as train_mod  # noqa: E402
 from training.export import CIFAR10_CLASSES, model_to_params  # noqa: E402
 from training.model import BinaryNet  # noqa: E402
-from training import train as train_mod  # noqa: E402
 
 TINY = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,), n_classes=10,
                image_size=8)
@@ -186,7 +186,7 @@ def test_train_cli_checkpoint_resume_export(tmp_path):
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps({"epoch": 2, "stale": True}) + "\n")
     assert train_mod.main(common + ["--epochs", "2"]) == 0  # resume with a new plan
-    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and not any("stale" in r for r in log)
     for r in log:
         assert {"loss", "train_acc", "val_acc", "epoch_seconds", "lr"} <= set(r)
@@ -240,7 +240,7 @@ def test_train_deadline_shrinks_plan(tmp_path):
     assert train_mod.main(["--width", "tiny", "--data", str(data), "--val-size", "20",
                            "--batch", "20", "--out", str(out), "--epochs", "5",
                            "--deadline", "2000-01-01T00:00"]) == 0
-    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1]  # deadline passed: stop after the first epoch
 
 
@@ -293,7 +293,8 @@ def test_eval_checkpoint_keeps_eval_mode_exact(tmp_path):
 
 
 def test_training_tools_name_bad_inputs(tmp_path):
-    from training import compact_data, export as export_mod
+    from training import compact_data
+    from training import export as export_mod
     base = ["--width", "tiny", "--out", str(tmp_path / "run")]
     with pytest.raises(SystemExit, match="--data .*missing.*No such file"):
         train_mod.main(base + ["--data", str(tmp_path / "missing")])
@@ -304,7 +305,8 @@ def test_training_tools_name_bad_inputs(tmp_path):
     with pytest.raises(SystemExit, match=r"gray.npz: expected x uint8 \[N, H, W, 3\]"):
         train_mod.main(base + ["--data", str(tmp_path / "gray.npz")])
     with pytest.raises(SystemExit, match="--checkpoint .*nothing.pt"):
-        export_mod.main(["--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "m.npz")])
+        export_mod.main(["--checkpoint", str(tmp_path / "nothing.pt"),
+                         "--out", str(tmp_path / "m.npz")])
     with pytest.raises(SystemExit, match="other.npz: not a pack"):
         compact_data.main(["unpack", str(tmp_path / "other.npz"), str(tmp_path / "o.npz")])
 
@@ -343,7 +345,7 @@ def test_cuda_train_cli_and_export(tmp_path):
     assert train_mod.main(["--width", "tiny", "--device", "cuda", "--data", str(data),
                            "--val-size", "20", "--batch", "20", "--epochs", "2",
                            "--out", str(out)]) == 0
-    log = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and np.isfinite(log[-1]["loss"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["device"] == "cuda" and cfg["amp"] == "auto"

@@ -116,6 +116,6 @@ def to_params(model) -> Params:
 
 
 def unpacked_weights(params, name):
-    layer = {l.name: l for l in params.network.layers}[name]
+    layer = {lay.name: lay for lay in params.network.layers}[name]
     w = params.layers[name].weights
     return unpack_signs(w, layer.weight_shape[-1] * 64)

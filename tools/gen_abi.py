@@ -2,7 +2,8 @@
 """Generate the files that mirror the kernel ABI from its one source, pynq_bnn/spec/abi.py.
 
     python3 tools/gen_abi.py           # rewrite the generated files
-    python3 tools/gen_abi.py --check   # exit 1 and name the stale files (tests/test_abi_generated.py)
+    python3 tools/gen_abi.py --check   # exit 1 and name the stale files
+                                       # (what tests/test_abi_generated.py checks)
 
 Generated:
 
@@ -53,7 +54,8 @@ _CTRL_BITS = ("AP_START", "AP_DONE", "AP_IDLE", "AP_READY", "AUTO_RESTART")
 
 
 # Bit masks, ids and register offsets read best in hex; counts and sizes in decimal.
-_HEX = {"ABI_MAGIC", "ABI_ID", "KIND_MASK", "FLAG_POOL", "FLAG_LAST", "REGISTER_SPAN"} | set(_CTRL_BITS)
+_HEX = ({"ABI_MAGIC", "ABI_ID", "KIND_MASK", "FLAG_POOL", "FLAG_LAST", "REGISTER_SPAN"}
+        | set(_CTRL_BITS))
 
 
 def _const(name: str, value: int, comment: str = "") -> str:
@@ -71,7 +73,8 @@ def render_hpp() -> str:
         f" * {GENERATED}",
         " * Change the ABI there (and ABI_VERSION with it), then run `python3 tools/gen_abi.py`.",
         " *",
-        " * Parameter image (uint64 words): header, a descriptor table of DESCRIPTOR_WORDS words per",
+        " * Parameter image (uint64 words): header, a descriptor table of DESCRIPTOR_WORDS "
+        "words per",
         " * binary layer, then weights and packed thresholds, each block ALIGN_WORDS aligned",
         " * (docs/ABI.md). Threshold entries: THRESHOLDS_PER_WORD per word, the even entry in the",
         " * low half; an entry is an int16 threshold in its low THRESHOLD_BITS bits and an int8",
@@ -92,8 +95,10 @@ def render_hpp() -> str:
     out += [_const(n, getattr(abi, n)) for n in _THRESHOLDS]
     out += ["", "// ---- compile-time limits of the kernel (checked by the driver before a load)"]
     out += [_const(n, getattr(abi, n)) for n in _LIMITS]
-    out += ["", "// ---- s_axilite registers, as Vitis HLS lays them out for the top-level signature"]
-    out += [_const("REG_" + ("ABI_ID" if r.const == "ABI_ID_REG" else r.const), r.offset, r.hwh_name)
+    out += ["", "// ---- s_axilite registers, as Vitis HLS lays them out for the top-level "
+            "signature"]
+    out += [_const("REG_" + ("ABI_ID" if r.const == "ABI_ID_REG" else r.const), r.offset,
+                   r.hwh_name)
             for r in abi.REGISTERS]
     out += [_const("REGISTER_SPAN", abi.REGISTER_SPAN, "address range the Vivado flow assigns")]
     out += ["", "// ---- CTRL register bits"]

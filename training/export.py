@@ -112,13 +112,15 @@ def load_model(run_dir: Path, which: str = "best", device: str = "cpu"):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, required=True, help="run folder or .pt file")
     ap.add_argument("--which", choices=["best", "last"], default="best")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--test", action="store_true", help="measure CIFAR-10 test accuracy")
-    ap.add_argument("--verify", type=int, default=0, help="check reference == torch on N test images")
+    ap.add_argument("--verify", type=int, default=0,
+                    help="check reference == torch on N test images")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--description", default="")
     ap.add_argument("--eval-checkpoint", type=Path,
@@ -134,7 +136,8 @@ def main(argv=None) -> int:
     run_dir = path.parent
     log = []
     if (run_dir / "log.jsonl").exists():
-        log = [json.loads(l) for l in (run_dir / "log.jsonl").read_text().splitlines() if l.strip()]
+        log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()
+               if line.strip()]
     epoch = ck.get("epoch")
     val_acc = ck.get("val_acc")
     if val_acc is None and log:
@@ -146,7 +149,8 @@ def main(argv=None) -> int:
         "epochs": epoch,
         "epochs_run": log[-1]["epoch"] if log else epoch,
         # the schedule's length: --epochs, or what --deadline / --time-budget-minutes fitted
-        "planned_epochs": log[-1].get("planned_epochs", cfg.get("epochs")) if log else cfg.get("epochs"),
+        "planned_epochs": (log[-1].get("planned_epochs", cfg.get("epochs")) if log
+                           else cfg.get("epochs")),
         "val_acc": val_acc,
         "train_minutes": round(sum(r["epoch_seconds"] for r in log) / 60, 1) if log else None,
         "recipe": cfg.get("recipe"),

@@ -124,7 +124,8 @@ class BinaryNet(nn.Module):
     # ------------------------------------------------------------------ folding / eval
     def _bn_arrays(self, name: str):
         bn = self.bns[name]
-        f = lambda t: t.detach().cpu().to(torch.float32).numpy().astype(np.float32)
+        def f(t):
+            return t.detach().cpu().to(torch.float32).numpy().astype(np.float32)
         return f(bn.weight), f(bn.bias), f(bn.running_mean), f(bn.running_var)
 
     @torch.no_grad()

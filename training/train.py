@@ -71,7 +71,8 @@ def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.T
     padded = F.pad(images.permute(0, 3, 1, 2), (pad, pad, pad, pad), value=128).permute(0, 2, 3, 1)
     ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
     rows = oy[:, None] + ar_h[None, :]
-    cols = torch.where(flip[:, None], ox[:, None] + (w - 1) - ar_w[None, :], ox[:, None] + ar_w[None, :])
+    cols = torch.where(flip[:, None], ox[:, None] + (w - 1) - ar_w[None, :],
+                       ox[:, None] + ar_w[None, :])
     idx = torch.arange(n, device=dev)[:, None, None]
     return padded[idx, rows[:, :, None], cols[:, None, :]].contiguous()
 
@@ -123,7 +124,8 @@ def accuracy(model: BinaryNet, x: torch.Tensor, y: torch.Tensor, batch: int = 50
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", default="half", choices=["half", "full", "tiny"])
     ap.add_argument("--epochs", type=int, default=24, help="planned total epochs (schedule length)")
     ap.add_argument("--out", type=Path, default=None, help="run folder (training/runs/<width>)")
@@ -146,7 +148,8 @@ def main(argv=None) -> int:
                     help="like --deadline, counted from the start of this command")
     ap.add_argument("--val-size", type=int, default=N_VAL, help="validation images held out")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (testing)")
-    ap.add_argument("--limit-train", type=int, default=0, help="use only N training images (testing)")
+    ap.add_argument("--limit-train", type=int, default=0,
+                    help="use only N training images (testing)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -196,10 +199,10 @@ def main(argv=None) -> int:
               flush=True)
         log_path = out / "log.jsonl"
         if log_path.exists():  # epochs logged after the last checkpoint are trained again
-            lines = [l for l in log_path.read_text().splitlines() if l.strip()]
-            kept = [l for l in lines if json.loads(l)["epoch"] <= epoch]
+            lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+            kept = [line for line in lines if json.loads(line)["epoch"] <= epoch]
             if len(kept) != len(lines):
-                log_path.write_text("".join(l + "\n" for l in kept))
+                log_path.write_text("".join(line + "\n" for line in kept))
     model.to(dev)
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -256,7 +259,8 @@ def main(argv=None) -> int:
 
     last_ckpt = time.time()
     while epoch < planned:
-        perm = torch.from_numpy(np.random.default_rng(args.seed * 1000 + epoch).permutation(n_train))
+        rng = np.random.default_rng(args.seed * 1000 + epoch)
+        perm = torch.from_numpy(rng.permutation(n_train))
         gen = torch.Generator()
         if gen_state is not None and step_in_epoch > 0:
             gen.set_state(gen_state)

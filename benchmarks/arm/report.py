@@ -2,7 +2,8 @@
 
 Host-side (plain Python 3, no numpy), called by run.sh:
 
-    python3 report.py --run NAME STAGES.json COUNTS.json [--run ...] --selftest TEST.json COUNTS.json
+    python3 report.py --run NAME STAGES.json COUNTS.json [--run ...]
+                      --selftest TEST.json COUNTS.json
                       --meta META.json --out benchmarks/results/arm_stages.json
 
 Per region: guest instructions = total at the end marker - total at the begin marker (all
@@ -161,7 +162,8 @@ def main(argv=None):
             n = r.get("n_images") or 1
             print(f"  {r['name']:<28} {r['instructions'] / 1e6:10.2f} M"
                   f"  per image {r['instructions'] / n / 1e6:8.3f} M"
-                  f"  A9 {r['est_a9_ms']['ipc_1.0'] / n:8.2f}-{r['est_a9_ms']['ipc_0.6'] / n:8.2f} ms/img"
+                  f"  A9 {r['est_a9_ms']['ipc_1.0'] / n:8.2f}-"
+                  f"{r['est_a9_ms']['ipc_0.6'] / n:8.2f} ms/img"
                   f"  threads {r['threads_active']}")
     st = report.get("plugin_selftest")
     if st is not None:
