@@ -48,10 +48,13 @@ def missing(arch: str = "armhf") -> str | None:
     return None
 
 
-def build(arch: str = "armhf") -> str:
-    """Path of the static harness binary for ``arch`` (rebuilt when a source changes)."""
+def build(arch: str = "armhf", cflags=()) -> str:
+    """Path of the static harness binary for ``arch`` (rebuilt when a source or a flag
+    changes). ``cflags``: extra flags, e.g. ``("-DBNN_NEON_NO_ASM",)`` for the intrinsics
+    path on AArch32, ``("-DBNN_MARKERS",)`` for per-layer markers."""
     cc = ARCHES[arch][0]
-    h = hashlib.sha256(" ".join(CFLAGS).encode())
+    flags = CFLAGS + list(cflags)
+    h = hashlib.sha256(" ".join(flags).encode())
     for path in SOURCES + HEADERS:
         with open(path, "rb") as f:
             h.update(f.read())
@@ -59,7 +62,7 @@ def build(arch: str = "armhf") -> str:
     exe = os.path.join(_cache_dir, f"harness-{arch}-{h.hexdigest()[:16]}")
     if not os.path.exists(exe):
         tmp = exe + f".tmp{os.getpid()}"
-        subprocess.run([cc, *CFLAGS, "-I", ENGINE_DIR, "-o", tmp, *SOURCES], check=True,
+        subprocess.run([cc, *flags, "-I", ENGINE_DIR, "-o", tmp, *SOURCES], check=True,
                        capture_output=True, text=True)
         os.replace(tmp, exe)
     return exe
@@ -117,9 +120,11 @@ def engine_job(params, packed: np.ndarray, isa: str = "neon", threads: int = 1,
     return b"".join(parts)
 
 
-def run(job: bytes, arch: str = "armhf", count: bool = False, timeout: float = 600):
-    """Run a job; returns (output bytes, instruction counts per rep or None)."""
-    exe = build(arch)
+def run(job: bytes, arch: str = "armhf", count: bool = False, timeout: float = 600,
+        cflags=(), events: bool = False):
+    """Run a job; returns (output bytes, instruction counts per rep or None), plus the raw
+    marker events when ``events``."""
+    exe = build(arch, cflags)
     _, qemu, cpu = ARCHES[arch]
     so = plugin() if count else None
     with tempfile.TemporaryDirectory() as d:
@@ -135,25 +140,38 @@ def run(job: bytes, arch: str = "armhf", count: bool = False, timeout: float = 6
             raise RuntimeError(f"harness failed ({r.returncode}): {r.stderr.strip()}")
         with open(of, "rb") as f:
             out = f.read()
-        counts = None
+        counts, evs = None, None
         if so and os.path.exists(cf):
             with open(cf) as f:
-                events = json.load(f)["events"]
-            begin = {e["id"]: e["total"] for e in events if e["kind"] == 0}
-            counts = [e["total"] - begin[e["id"]] for e in events
+                evs = json.load(f)["events"]
+            begin = {e["id"]: e["total"] for e in evs if e["kind"] == 0 and e["id"] < 100}
+            counts = [e["total"] - begin[e["id"]] for e in evs
                       if e["kind"] == 1 and e["id"] in begin]
-    return out, counts
+    return (out, counts, evs) if events else (out, counts)
 
 
-def layer1(params, images, isa="neon", threads=1, arch="armhf", reps=1, count=False):
+def layer_counts(evs) -> dict:
+    """Instructions per layer index from BNN_MARKERS events (ids 100 + layer), summed."""
+    total, start = {}, {}
+    for e in evs or []:
+        if e["id"] >= 100:
+            if e["kind"] == 0:
+                start[e["id"]] = e["total"]
+            else:
+                total[e["id"] - 100] = total.get(e["id"] - 100, 0) + e["total"] - start[e["id"]]
+    return total
+
+
+def layer1(params, images, isa="neon", threads=1, arch="armhf", reps=1, count=False, cflags=()):
     """Packed layer-1 output (uint64 [N, S, S, C1/64]) computed under emulation."""
-    out, counts = run(layer1_job(params, images, isa, threads, reps), arch, count)
+    out, counts = run(layer1_job(params, images, isa, threads, reps), arch, count, cflags=cflags)
     c1 = params.layers[params.network.first_layer.name].weights.shape[0]
     n, s = images.shape[0], images.shape[1]
     return np.frombuffer(out, dtype="<u8").reshape(n, s, s, c1 // 64), counts
 
 
-def binary_scores(params, packed, isa="neon", threads=1, arch="armhf", reps=1, count=False):
+def binary_scores(params, packed, isa="neon", threads=1, arch="armhf", reps=1, count=False,
+                  cflags=()):
     """int32 scores of the binary layers computed under emulation."""
-    out, counts = run(engine_job(params, packed, isa, threads, reps), arch, count)
+    out, counts = run(engine_job(params, packed, isa, threads, reps), arch, count, cflags=cflags)
     return np.frombuffer(out, dtype="<i4").reshape(packed.shape[0], -1), counts

@@ -61,6 +61,12 @@ typedef struct {
     int32_t *base;   /* conv: [16][ncb*NB]; dense: [1][ncb*NB] */
     int32_t *thr;    /* [ncb*NB] raw thresholds */
     uint32_t *pos;   /* [ncb] bit n set: direction +1 for channel cb*NB+n */
+    /* NEON path (built on ARM only): weights in its own layout and, for the thresholds, the
+     * raw popcount limit of each (border type, channel): bit = (popcount > lim) ^ pos */
+    uint64_t *wr;    /* [ncb*NB][k]: the weights as given, channels padded with zeros */
+    int16_t *lim;    /* conv: [2][16][ncb*NB] (all 3 window rows computed / the all-padding
+                        window row of a top or bottom pixel skipped), dense: [1][ncb*NB] */
+    int neon_ok;     /* 64*k <= 32767: popcount sums and limits fit int16 */
     /* geometry of this layer's input buffer (per image) and of its output */
     size_t in_words;     /* words per image of the input buffer */
     int in_padded;       /* input buffer has a 1-pixel zero border */
@@ -102,6 +108,12 @@ typedef struct {
     int mode, mr;            /* valid rows */
     const int32_t *base[MR]; /* per row base constants (this block's NB channels) */
     const int32_t *thr;      /* NB thresholds */
+    const uint64_t *wr;      /* NEON: this block's weights, [NB][k] */
+    int k;                   /* NEON: words per dot product */
+    const int16_t *lim[MR];  /* NEON: per row popcount limits (this block's NB channels) */
+    int lim_skip;            /* NEON: offset of the skipped-row limits (0: none) */
+    int8_t vt[MR];           /* NEON: vertical border type of each row (conv; 0 dense) */
+    int neon_ok;
     uint32_t pos;            /* direction bits */
     uint32_t *outb[MR];      /* MODE_BITS: per row; MODE_POOL: outb[0] */
     int32_t *outs[MR];       /* MODE_LAST: per row int32 sums */
@@ -304,46 +316,287 @@ AVX512_TARGET static void blk_avx512(const blk_t *B) {
 #endif /* BNN_X86 */
 
 /* ------------------------------------------------------------------------------------------ */
-/* NEON (ARMv7 Cortex-A9 with -mfpu=neon, AArch64 Cortex-A53): vcntq_u8 + vpadalq_u8          */
+/* NEON (ARMv7 Cortex-A9, AArch64): vcnt.8 + vpadal.u8 on word pairs, 16-bit epilogue         */
 
 #ifdef BNN_NEON
-BNN_NEON_FN static void blk_neon(const blk_t *B) {
-    int32_t acc[MR][NB];
-    for (int m = 0; m < MR; m++) {
-        for (int q = 0; q < NB / 8; q++) { /* 8 channels = 4 q registers per pass */
-            uint32x4_t w0 = vdupq_n_u32(0), w1 = w0, w2 = w0, w3 = w0; /* wide sums */
-            uint16x8_t h0 = vdupq_n_u16(0), h1 = h0, h2 = h0, h3 = h0; /* <= 4095 steps */
-            int cnt = 0;
-            const uint64_t *w = B->wt + q * 8;
-            for (int s = 0; s < B->nseg; s++) {
-                const uint64_t *p = B->a[m] + s * B->segstride;
-                for (int j = 0; j < B->seglen; j++, w += NB) {
-                    const uint64x2_t x = vdupq_n_u64(p[j]);
-                    h0 = vpadalq_u8(h0, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(x, vld1q_u64(w + 0)))));
-                    h1 = vpadalq_u8(h1, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(x, vld1q_u64(w + 2)))));
-                    h2 = vpadalq_u8(h2, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(x, vld1q_u64(w + 4)))));
-                    h3 = vpadalq_u8(h3, vcntq_u8(vreinterpretq_u8_u64(veorq_u64(x, vld1q_u64(w + 6)))));
-                    if (++cnt == 4095) {
-                        w0 = vpadalq_u16(w0, h0); w1 = vpadalq_u16(w1, h1);
-                        w2 = vpadalq_u16(w2, h2); w3 = vpadalq_u16(w3, h3);
-                        h0 = h1 = h2 = h3 = vdupq_n_u16(0);
-                        cnt = 0;
-                    }
-                }
-            }
-            w0 = vpadalq_u16(w0, h0); w1 = vpadalq_u16(w1, h1);
-            w2 = vpadalq_u16(w2, h2); w3 = vpadalq_u16(w3, h3);
-            const uint64x2_t d0 = vpaddlq_u32(w0), d1 = vpaddlq_u32(w1), d2 = vpaddlq_u32(w2),
-                             d3 = vpaddlq_u32(w3);
-            int32_t *o = acc[m] + q * 8;
-            o[0] = (int32_t)vgetq_lane_u64(d0, 0); o[1] = (int32_t)vgetq_lane_u64(d0, 1);
-            o[2] = (int32_t)vgetq_lane_u64(d1, 0); o[3] = (int32_t)vgetq_lane_u64(d1, 1);
-            o[4] = (int32_t)vgetq_lane_u64(d2, 0); o[5] = (int32_t)vgetq_lane_u64(d2, 1);
-            o[6] = (int32_t)vgetq_lane_u64(d3, 0); o[7] = (int32_t)vgetq_lane_u64(d3, 1);
-        }
+/*
+ * The block (MR = 4 rows x NB = 32 channels) runs as 2 x 8 sub-blocks of 2 rows x 4 channels,
+ * 8 uint16x8 accumulators (one per row and channel). A step takes 4 consecutive words of a
+ * row with one vld2.32 (low halves in one q register, high halves in the other) and the same
+ * 4 words of each channel the same way, from the weights as given ([cout][k]: each channel
+ * has its own pointer, so every load post-increments), then per row, channel and half:
+ * veor + vcnt.8 + vpadal.u8. Per step: 6 loads + 48 arithmetic + 2 loop instructions for
+ * 2 x 4 x 256 bit products (28 per 1024); 15 q registers live, nothing spilled (checked in
+ * GCC 12's output). Segment tails: a 2-word step (vld1 q) and a 1-word step (D registers).
+ * Cortex-A9 (64-bit NEON datapath): veor, vcnt, vpadal on Q registers issue in 2 cycles
+ * each, vld2.32 of 4 D registers in 2: ~108 cycles per step, 0.05 cycles per bit product.
+ * Epilogue: vpadd trees to one uint16 per (row, channel), then bit = (sum > lim) ^ pos with
+ * int16 compares (the pool: AND of the four rows' compares, docs/FORMAT.md section 5),
+ * packed with vmovn + vand + vpadd into the 32-bit output word.
+ */
+#define NEON_STEP(acc, x, w) acc = vpadalq_u8(acc, vcntq_u8(vreinterpretq_u8_u32(veorq_u32(x, w))))
+#define NEON_STEPD(acc, x, w)                                                                  \
+    acc = vcombine_u16(vpadal_u8(vget_low_u16(acc), vcnt_u8(vreinterpret_u8_u32(veor_u32(x, w)))), \
+                       vget_high_u16(acc))
+
+/* GCC 12's partial-redundancy elimination copies the 8 accumulators out of the loop on every
+ * iteration (stack stores inside the loop); without it the loop is clean */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NEON_NOPRE __attribute__((optimize("no-tree-pre")))
+#else
+#define NEON_NOPRE
+#endif
+
+#define NEON_QUAD(ca, cb, wp)                                                                  \
+    {                                                                                          \
+        const uint32x4x2_t W = vld2q_u32(wp);                                                  \
+        wp += 8;                                                                               \
+        NEON_STEP(ca, Xa.val[0], W.val[0]); NEON_STEP(cb, Xb.val[0], W.val[0]);                \
+        NEON_STEP(ca, Xa.val[1], W.val[1]); NEON_STEP(cb, Xb.val[1], W.val[1]);                \
     }
-    epilogue_generic(B, acc);
+#define NEON_PAIR(ca, cb, wp)                                                                  \
+    {                                                                                          \
+        const uint32x4_t W = vld1q_u32(wp);                                                    \
+        wp += 4;                                                                               \
+        NEON_STEP(ca, Xa, W); NEON_STEP(cb, Xb, W);                                            \
+    }
+#define NEON_ONE(ca, cb, wp)                                                                   \
+    {                                                                                          \
+        const uint32x2_t W = vld1_u32(wp);                                                     \
+        wp += 2;                                                                               \
+        NEON_STEPD(ca, Xa, W); NEON_STEPD(cb, Xb, W);                                          \
+    }
+#define NEON_QUADS(n)                                                                          \
+    for (int i = 0; i < (n); i++) {                                                            \
+        const uint32x4x2_t Xa = vld2q_u32(pa), Xb = vld2q_u32(pb);                             \
+        pa += 8;                                                                               \
+        pb += 8;                                                                               \
+        NEON_QUAD(a0, b0, w0) NEON_QUAD(a1, b1, w1) NEON_QUAD(a2, b2, w2) NEON_QUAD(a3, b3, w3) \
+    }
+#define NEON_PAIRSTEP()                                                                        \
+    {                                                                                          \
+        const uint32x4_t Xa = vld1q_u32(pa), Xb = vld1q_u32(pb);                               \
+        pa += 4;                                                                               \
+        pb += 4;                                                                               \
+        NEON_PAIR(a0, b0, w0) NEON_PAIR(a1, b1, w1) NEON_PAIR(a2, b2, w2) NEON_PAIR(a3, b3, w3) \
+    }
+#define NEON_ONESTEP()                                                                         \
+    {                                                                                          \
+        const uint32x2_t Xa = vld1_u32(pa), Xb = vld1_u32(pb);                                 \
+        pa += 2;                                                                               \
+        pb += 2;                                                                               \
+        NEON_ONE(a0, b0, w0) NEON_ONE(a1, b1, w1) NEON_ONE(a2, b2, w2) NEON_ONE(a3, b3, w3)    \
+    }
+
+#define NEON_SEG(SG)                                                                           \
+    if ((SG) < nseg) {                                                                         \
+        const uint32_t *pa = (const uint32_t *)(ra + (SG) * stride);                           \
+        const uint32_t *pb = (const uint32_t *)(rb + (SG) * stride);                           \
+        NEON_QUADS(n4)                                                                         \
+        if (tail & 2) NEON_PAIRSTEP();                                                         \
+        if (tail & 1) NEON_ONESTEP();                                                          \
+    }
+
+BNN_NEON_FN static inline uint16x4_t neon_sum4(uint16x8_t c0, uint16x8_t c1, uint16x8_t c2,
+                                               uint16x8_t c3) {
+    return vpadd_u16(vpadd_u16(vpadd_u16(vget_low_u16(c0), vget_high_u16(c0)),
+                               vpadd_u16(vget_low_u16(c1), vget_high_u16(c1))),
+                     vpadd_u16(vpadd_u16(vget_low_u16(c2), vget_high_u16(c2)),
+                               vpadd_u16(vget_low_u16(c3), vget_high_u16(c3))));
 }
+
+/* popcount sums of rows ra, rb x the first nq quads of the block's channels -> oa[4q + i],
+ * ob[4q + i]; segments of B (conv: the 3 rows of the window, dense: 1) */
+#if defined(BNN_NEON32) && !defined(BNN_NEON_NO_ASM)
+/*
+ * AArch32: one sub-block (2 rows x 4 channels, all segments) as one asm block. GCC 12 turns
+ * the intrinsics above into 62 instructions per 4-word step instead of 56 and keeps pointers
+ * on the stack around every segment (~130 instructions of overhead per sub-block, measured);
+ * this is 56 per step and ~45 per sub-block. It is specialised at compile time for the
+ * segment count (3: conv, 1: dense), the tail of a segment (seglen % 4) and whether there
+ * are 4-word steps at all, so no branch but the step loop's. Registers: accumulators
+ * q8-q11 (row a, channels 0-3) and q12-q15 (row b); q0/q1, q2/q3 the two rows' 4 words (low,
+ * high halves: vld2.32), q4/q5 a channel's, q6/q7 the XOR results. The intrinsics above (the
+ * AArch64 path, or -DBNN_NEON_NO_ASM) compute the same sums.
+ */
+#define NA_CH4(W, QA, QB)                                                                      \
+    "vld2.32 {d8-d11}, [%[" W "]]!\n\t"                                                        \
+    "veor q6, q0, q4\n\t" "veor q7, q2, q4\n\t" "vcnt.8 q6, q6\n\t" "vcnt.8 q7, q7\n\t"       \
+    "vpadal.u8 " QA ", q6\n\t" "vpadal.u8 " QB ", q7\n\t"                                      \
+    "veor q6, q1, q5\n\t" "veor q7, q3, q5\n\t" "vcnt.8 q6, q6\n\t" "vcnt.8 q7, q7\n\t"       \
+    "vpadal.u8 " QA ", q6\n\t" "vpadal.u8 " QB ", q7\n\t"
+#define NA_CH2(W, QA, QB)                                                                      \
+    "vld1.32 {d8-d9}, [%[" W "]]!\n\t"                                                         \
+    "veor q6, q0, q4\n\t" "veor q7, q2, q4\n\t" "vcnt.8 q6, q6\n\t" "vcnt.8 q7, q7\n\t"       \
+    "vpadal.u8 " QA ", q6\n\t" "vpadal.u8 " QB ", q7\n\t"
+#define NA_CH1(W, DA, DB)                                                                      \
+    "vld1.32 {d8}, [%[" W "]]!\n\t"                                                            \
+    "veor d12, d0, d8\n\t" "veor d14, d4, d8\n\t" "vcnt.8 d12, d12\n\t" "vcnt.8 d14, d14\n\t" \
+    "vpadal.u8 " DA ", d12\n\t" "vpadal.u8 " DB ", d14\n\t"
+#define NA_QUADS                                                                               \
+    "mov %[cnt], %[n4]\n\t"                                                                    \
+    "1:\n\t"                                                                                   \
+    "vld2.32 {d0-d3}, [%[pa]]!\n\t" "vld2.32 {d4-d7}, [%[pb]]!\n\t"                            \
+    NA_CH4("w0", "q8", "q12") NA_CH4("w1", "q9", "q13")                                        \
+    NA_CH4("w2", "q10", "q14") NA_CH4("w3", "q11", "q15")                                      \
+    "subs %[cnt], %[cnt], #1\n\t"                                                              \
+    "bne 1b\n\t"
+#define NA_PAIR                                                                                \
+    "vld1.32 {d0-d1}, [%[pa]]!\n\t" "vld1.32 {d4-d5}, [%[pb]]!\n\t"                            \
+    NA_CH2("w0", "q8", "q12") NA_CH2("w1", "q9", "q13")                                        \
+    NA_CH2("w2", "q10", "q14") NA_CH2("w3", "q11", "q15")
+#define NA_ONE                                                                                 \
+    "vld1.32 {d0}, [%[pa]]!\n\t" "vld1.32 {d4}, [%[pb]]!\n\t"                                  \
+    NA_CH1("w0", "d16", "d24") NA_CH1("w1", "d18", "d26")                                      \
+    NA_CH1("w2", "d20", "d28") NA_CH1("w3", "d22", "d30")
+#define NA_NEXTSEG "add %[pa], %[pa], %[jump]\n\t" "add %[pb], %[pb], %[jump]\n\t"
+#define NA_INIT                                                                                \
+    "vmov.i8 q8, #0\n\t" "vmov.i8 q9, #0\n\t" "vmov.i8 q10, #0\n\t" "vmov.i8 q11, #0\n\t"     \
+    "vmov.i8 q12, #0\n\t" "vmov.i8 q13, #0\n\t" "vmov.i8 q14, #0\n\t" "vmov.i8 q15, #0\n\t"
+#define NA_REDUCE                                                                              \
+    "vpadd.i16 d0, d16, d17\n\t" "vpadd.i16 d1, d18, d19\n\t" "vpadd.i16 d2, d20, d21\n\t"   \
+    "vpadd.i16 d3, d22, d23\n\t" "vpadd.i16 d4, d24, d25\n\t" "vpadd.i16 d5, d26, d27\n\t"   \
+    "vpadd.i16 d6, d28, d29\n\t" "vpadd.i16 d7, d30, d31\n\t" "vpadd.i16 d0, d0, d1\n\t"     \
+    "vpadd.i16 d1, d2, d3\n\t" "vpadd.i16 d2, d4, d5\n\t" "vpadd.i16 d3, d6, d7\n\t"         \
+    "vpadd.i16 d0, d0, d1\n\t" "vpadd.i16 d1, d2, d3\n\t"                                      \
+    "vst1.16 {d0}, [%[oa]]\n\t" "vst1.16 {d1}, [%[ob]]\n\t"
+#define NA_RUN(SEGMENT_CODE)                                                                   \
+    __asm__ volatile(NA_INIT SEGMENT_CODE NA_REDUCE                                            \
+                     : [pa] "+r"(pa), [pb] "+r"(pb), [w0] "+r"(w0), [w1] "+r"(w1),             \
+                       [w2] "+r"(w2), [w3] "+r"(w3), [cnt] "=&r"(cnt)                          \
+                     : [n4] "r"(n4), [jump] "r"(jump), [oa] "r"(oa + 4 * q),                   \
+                       [ob] "r"(ob + 4 * q)                                                    \
+                     : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10",      \
+                       "d11", "d12", "d13", "d14", "d15", "d16", "d17", "d18", "d19", "d20",   \
+                       "d21", "d22", "d23", "d24", "d25", "d26", "d27", "d28", "d29", "d30",   \
+                       "d31", "cc", "memory")
+#define NA_SEG_Q0 NA_QUADS NA_NEXTSEG
+#define NA_SEG_Q1 NA_QUADS NA_ONE NA_NEXTSEG
+#define NA_SEG_Q2 NA_QUADS NA_PAIR NA_NEXTSEG
+#define NA_SEG_Q3 NA_QUADS NA_PAIR NA_ONE NA_NEXTSEG
+#define NA_SEG_1 NA_ONE NA_NEXTSEG
+#define NA_SEG_2 NA_PAIR NA_NEXTSEG
+#define NA_SEG_3 NA_PAIR NA_ONE NA_NEXTSEG
+
+BNN_NEON_FN static void neon_rows2(const blk_t *B, const uint64_t *ra, const uint64_t *rb,
+                                   int nseg, int woff, int nq, uint16_t *oa, uint16_t *ob) {
+    const int k = B->k, n4 = B->seglen / 4, tail = B->seglen % 4;
+    /* bytes from the end of a segment to the start of the next */
+    const int jump = (int)((B->segstride - B->seglen) * (ptrdiff_t)sizeof(uint64_t));
+    const int variant = (nseg - 1) * 8 + (n4 ? 4 : 0) + tail;
+    for (int q = 0; q < nq; q++) {
+        const uint64_t *pa = ra, *pb = rb;
+        const uint64_t *w0 = B->wr + (size_t)(4 * q) * k + woff, *w1 = w0 + k, *w2 = w1 + k,
+                       *w3 = w2 + k;
+        int cnt;
+        switch (variant) {
+        case 4: NA_RUN(NA_SEG_Q0); break;
+        case 5: NA_RUN(NA_SEG_Q1); break;
+        case 6: NA_RUN(NA_SEG_Q2); break;
+        case 7: NA_RUN(NA_SEG_Q3); break;
+        case 1: NA_RUN(NA_SEG_1); break;
+        case 2: NA_RUN(NA_SEG_2); break;
+        case 3: NA_RUN(NA_SEG_3); break;
+        case 12: NA_RUN(NA_SEG_Q0 NA_SEG_Q0); break;
+        case 13: NA_RUN(NA_SEG_Q1 NA_SEG_Q1); break;
+        case 14: NA_RUN(NA_SEG_Q2 NA_SEG_Q2); break;
+        case 15: NA_RUN(NA_SEG_Q3 NA_SEG_Q3); break;
+        case 9: NA_RUN(NA_SEG_1 NA_SEG_1); break;
+        case 10: NA_RUN(NA_SEG_2 NA_SEG_2); break;
+        case 11: NA_RUN(NA_SEG_3 NA_SEG_3); break;
+        case 20: NA_RUN(NA_SEG_Q0 NA_SEG_Q0 NA_SEG_Q0); break;
+        case 21: NA_RUN(NA_SEG_Q1 NA_SEG_Q1 NA_SEG_Q1); break;
+        case 22: NA_RUN(NA_SEG_Q2 NA_SEG_Q2 NA_SEG_Q2); break;
+        case 23: NA_RUN(NA_SEG_Q3 NA_SEG_Q3 NA_SEG_Q3); break;
+        case 17: NA_RUN(NA_SEG_1 NA_SEG_1 NA_SEG_1); break;
+        case 18: NA_RUN(NA_SEG_2 NA_SEG_2 NA_SEG_2); break;
+        case 19: NA_RUN(NA_SEG_3 NA_SEG_3 NA_SEG_3); break;
+        default: break; /* seglen 0 cannot happen (cin >= 64) */
+        }
+        (void)cnt;
+    }
+}
+#else
+BNN_NEON_FN NEON_NOPRE static void neon_rows2(const blk_t *B, const uint64_t *ra,
+                                              const uint64_t *rb, int nseg, int woff, int nq,
+                                              uint16_t *oa, uint16_t *ob) {
+    const int n4 = B->seglen / 4, tail = B->seglen % 4, k = B->k;
+    const ptrdiff_t stride = B->segstride;
+    for (int q = 0; q < nq; q++) {
+        const uint32_t *w0 = (const uint32_t *)(B->wr + (size_t)(4 * q) * k + woff);
+        const uint32_t *w1 = w0 + 2 * k, *w2 = w1 + 2 * k, *w3 = w2 + 2 * k;
+        uint16x8_t a0 = vdupq_n_u16(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+                   b3 = a0;
+        NEON_SEG(0)
+        NEON_SEG(1)
+        NEON_SEG(2)
+        vst1_u16(oa + 4 * q, neon_sum4(a0, a1, a2, a3));
+        vst1_u16(ob + 4 * q, neon_sum4(b0, b1, b2, b3));
+    }
+}
+#endif
+#undef NEON_SEG
+#undef NEON_QUADS
+#undef NEON_QUAD
+#undef NEON_PAIR
+#undef NEON_ONE
+
+/* 4 x 8 compare masks (uint16 lanes, 32 channels) -> the 32-bit word of their lane bits */
+BNN_NEON_FN static inline uint32_t neon_pack32(uint16x8_t g0, uint16x8_t g1, uint16x8_t g2,
+                                               uint16x8_t g3, uint8x16_t weights) {
+    const uint8x16_t lo = vandq_u8(vcombine_u8(vmovn_u16(g0), vmovn_u16(g1)), weights);
+    const uint8x16_t hi = vandq_u8(vcombine_u8(vmovn_u16(g2), vmovn_u16(g3)), weights);
+    uint8x8_t r = vpadd_u8(vpadd_u8(vget_low_u8(lo), vget_high_u8(lo)),
+                           vpadd_u8(vget_low_u8(hi), vget_high_u8(hi)));
+    r = vpadd_u8(r, r);
+    return vget_lane_u32(vreinterpret_u32_u8(r), 0);
+}
+
+#define NEON_GT(m, h) vcgtq_s16(vld1q_s16((const int16_t *)acc[m] + 8 * (h)), vld1q_s16(lim[m] + 8 * (h)))
+
+BNN_NEON_FN static void blk_neon(const blk_t *B) {
+    if (!B->neon_ok) { /* sums beyond int16 (a very wide layer): the portable kernel */
+        blk_portable(B);
+        return;
+    }
+    uint16_t acc[MR][NB] __attribute__((aligned(16)));
+    const int16_t *lim[MR] = {B->lim[0], B->lim[1], B->lim[2], B->lim[3]};
+    const int pairs = B->mr > 2 ? 2 : 1;
+    const int nq = B->mode == MODE_LAST ? (B->nvalid + 3) / 4 : NB / 4;
+    for (int rp = 0; rp < pairs; rp++) {
+        /* a top (bottom) row pair skips the window row above (below) the map: zero words,
+         * whose popcount(w) the second limit table leaves out */
+        const int vt = B->vt[2 * rp];
+        int s0 = 0, s1 = B->nseg;
+        if (B->lim_skip && vt && vt == B->vt[2 * rp + 1]) {
+            s0 = vt & 1;
+            s1 = vt & 2 ? 2 : 3;
+            lim[2 * rp] += B->lim_skip;
+            lim[2 * rp + 1] += B->lim_skip;
+        }
+        neon_rows2(B, B->a[2 * rp] + s0 * B->segstride, B->a[2 * rp + 1] + s0 * B->segstride,
+                   s1 - s0, s0 * B->seglen, nq, acc[2 * rp], acc[2 * rp + 1]);
+    }
+    if (B->mode == MODE_LAST) {
+        for (int m = 0; m < B->mr; m++)
+            for (int n = 0; n < B->nvalid; n++) B->outs[m][n] = B->base[m][n] - 2 * (int32_t)acc[m][n];
+        return;
+    }
+    static const uint8_t bw[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t weights = vld1q_u8(bw);
+    if (B->mode == MODE_POOL) {
+        uint16x8_t g[4];
+        for (int h = 0; h < 4; h++)
+            g[h] = vandq_u16(vandq_u16(NEON_GT(0, h), NEON_GT(1, h)),
+                             vandq_u16(NEON_GT(2, h), NEON_GT(3, h)));
+        *B->outb[0] = neon_pack32(g[0], g[1], g[2], g[3], weights) ^ B->pos;
+    } else {
+        for (int m = 0; m < B->mr; m++)
+            *B->outb[m] = neon_pack32(NEON_GT(m, 0), NEON_GT(m, 1), NEON_GT(m, 2), NEON_GT(m, 3),
+                                      weights) ^ B->pos;
+    }
+}
+#undef NEON_GT
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
@@ -423,6 +676,8 @@ BNN_API void bnn_destroy(void *handle) {
             free(e->layers[l].thr);
             free(e->layers[l].pos);
             free(e->layers[l].groups);
+            free(e->layers[l].wr);
+            free(e->layers[l].lim);
         }
     }
     for (int i = 0; i < e->n_ws; i++) free(e->ws[i].buf);
@@ -432,6 +687,46 @@ BNN_API void bnn_destroy(void *handle) {
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
+
+#ifdef BNN_NEON
+static int64_t floor_div2(int64_t a) { return a >= 0 ? a / 2 : -((-a + 1) / 2); }
+
+/* the NEON layout of the weights and the popcount limits (after base and thr are set) */
+static int neon_tables(layer_t *L, const uint64_t *W, const int8_t *dirs) {
+    const size_t cpad = (size_t)L->ncb * NB, ntypes = L->kind == 0 ? 16 : 1;
+    const int nvar = L->kind == 0 ? 2 : 1, seglen = L->kind == 0 ? L->k / 3 : L->k;
+    L->neon_ok = 64 * (int64_t)L->k <= 32767 && (L->kind == 1 || L->k % 3 == 0);
+    L->wr = (uint64_t *)xalloc(cpad * L->k * sizeof(uint64_t));
+    L->lim = (int16_t *)xalloc(nvar * ntypes * cpad * sizeof(int16_t));
+    if (!L->wr || !L->lim) return -1;
+    memcpy(L->wr, W, (size_t)L->cout * L->k * sizeof(uint64_t));
+    for (int v = 0; v < nvar; v++)
+        for (size_t t = 0; t < ntypes; t++)
+            for (size_t c = 0; c < cpad; c++) {
+                int64_t lim = 32767; /* padding channels and the last layer: unused */
+                if (!L->last && (int)c < L->cout) {
+                    int64_t base = L->base[t * cpad + c];
+                    if (v == 1) { /* the skipped window rows' zero words add no popcount(w) */
+                        const int ty = (int)t / 4;
+                        for (int ky = 0; ky < 3; ky++) {
+                            if (!((ky == 0 && (ty & 1)) || (ky == 2 && (ty & 2)))) continue;
+                            const uint64_t *wp = W + (size_t)c * L->k + (size_t)ky * seglen;
+                            for (int j = 0; j < seglen; j++) base -= 2 * __builtin_popcountll(wp[j]);
+                        }
+                    }
+                    /* s = base - 2*popcount; d > 0: s >= T <=> popcount <= floor((base - T) / 2),
+                     * bit = !(popcount > lim);  d < 0: s <= T <=> popcount >= ceil((base - T)/2),
+                     * bit = popcount > lim.  Both: (popcount > lim) ^ pos. */
+                    const int64_t diff = base - L->thr[c];
+                    lim = dirs[c] > 0 ? floor_div2(diff) : -floor_div2(-diff) - 1;
+                    if (lim < -1) lim = -1;          /* popcount >= 0 > lim: always */
+                    if (lim > 32767) lim = 32767;    /* popcount <= 64 k <= 32767: never */
+                }
+                L->lim[((size_t)v * ntypes + t) * cpad + c] = (int16_t)lim;
+            }
+    return 0;
+}
+#endif
 
 /*
  * desc: nlayers x 6 int32: kind (0 conv, 1 dense), in_channels (bits), out_channels, in_size,
@@ -530,6 +825,9 @@ BNN_API void *bnn_create(int nlayers, const int32_t *desc, const uint64_t *const
                 if (directions[l][c] > 0) L->pos[c / NB] |= 1u << (c % NB);
             }
         }
+#ifdef BNN_NEON
+        if (neon_tables(L, W, directions ? directions[l] : NULL)) goto fail;
+#endif
     }
     /* pixel-group tables (the output geometry depends on the next layer's input padding) */
     for (int l = 0; l < nlayers; l++) {
@@ -656,6 +954,9 @@ static inline void sync_threads(run_t *R, int nthr) {
     if (nthr > 1) barrier_wait(&R->barrier);
 }
 
+#ifdef BNN_MARKERS
+#include <sys/syscall.h>
+#endif
 #ifdef BNN_PROFILE
 #include <time.h>
 double bnn_prof_ns[64];
@@ -678,6 +979,11 @@ static void run_conv(const run_t *R, const layer_t *L, const uint64_t *in, size_
     B.segstride = (ptrdiff_t)(L->size + 2) * cw;
     B.mode = L->pool ? MODE_POOL : MODE_BITS;
     B.nvalid = 0;
+    B.neon_ok = L->neon_ok;
+    B.wr = NULL;
+    B.k = L->k;
+    B.lim_skip = 16 * (int)cpad;
+    for (int m = 0; m < MR; m++) B.lim[m] = NULL;
     /* decode the first item once, then step through (g, cb, img) without divisions */
     int64_t g = i0 % ngroups;
     int cb = (int)((i0 / ngroups) % L->ncb);
@@ -691,10 +997,13 @@ static void run_conv(const run_t *R, const layer_t *L, const uint64_t *in, size_
         B.thr = L->thr + (size_t)cb * NB;
         B.pos = L->pos[cb];
         B.mr = G->mr;
+        if (L->wr) B.wr = L->wr + (size_t)cb * NB * L->k;
         for (int m = 0; m < MR; m++) {
             B.a[m] = src + G->a[m];
             B.base[m] = base + (size_t)G->t[m] * cpad;
             B.outb[m] = dst + G->o[m];
+            if (L->lim) B.lim[m] = L->lim + (size_t)G->t[m] * cpad + (size_t)cb * NB;
+            B.vt[m] = (int8_t)(G->t[m] / 4);
         }
         R->blk(&B);
         if (++g == ngroups) {
@@ -717,6 +1026,11 @@ static void run_dense(const run_t *R, const layer_t *L, const uint64_t *in, size
     B.seglen = L->k;
     B.segstride = 0;
     B.mode = L->last ? MODE_LAST : MODE_BITS;
+    B.neon_ok = L->neon_ok;
+    B.wr = NULL;
+    B.k = L->k;
+    B.lim_skip = 0;
+    for (int m = 0; m < MR; m++) B.vt[m] = 0;
     for (int64_t it = i0; it < i1; it++) {
         const int g = (int)(it % ngroups);
         const int cb = (int)(it / ngroups);
@@ -724,12 +1038,14 @@ static void run_dense(const run_t *R, const layer_t *L, const uint64_t *in, size
         B.thr = L->thr + (size_t)cb * NB;
         B.pos = L->pos[cb];
         B.nvalid = L->cout - cb * NB < NB ? L->cout - cb * NB : NB;
+        if (L->wr) B.wr = L->wr + (size_t)cb * NB * L->k;
         int mr = 0;
         for (int m = 0; m < MR; m++) {
             int img = g * MR + m;
             if (img < nimg) mr++; else img = g * MR;
             B.a[m] = in + (size_t)img * in_stride;
             B.base[m] = L->base + (size_t)cb * NB;
+            B.lim[m] = L->lim ? L->lim + (size_t)cb * NB : NULL;
             if (L->last)
                 B.outs[m] = scores + (size_t)img * L->cout + (size_t)cb * NB;
             else
@@ -771,6 +1087,9 @@ static void run_chunk(run_t *R, workspace_t *ws, int64_t i0, int nimg, int tid, 
         struct timespec t0, t1;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
 #endif
+#ifdef BNN_MARKERS /* tests/arm harness builds only: per-layer instruction counts */
+        syscall(4093, 100 + l, 0);
+#endif
         if (L->kind == 0)
             run_conv(R, L, in, L->in_words, out, out_stride, nimg, tid, nthr);
         else
@@ -779,6 +1098,9 @@ static void run_chunk(run_t *R, workspace_t *ws, int64_t i0, int nimg, int tid, 
 #ifdef BNN_PROFILE
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
         if (tid == 0) bnn_prof_ns[l] += (t1.tv_sec - t0.tv_sec) * 1000000000.0 + (t1.tv_nsec - t0.tv_nsec);
+#endif
+#ifdef BNN_MARKERS
+        syscall(4093, 100 + l, 1);
 #endif
         /* no barrier after the last layer: the next chunk's staging barrier orders it */
         if (!L->last) sync_threads(R, nthr);
