@@ -4,15 +4,14 @@ import io
 import os
 import re
 
-from pynq_bnn.resources import SAMPLES_DIR
 import numpy as np
 import pytest
 from PIL import Image
 
-from pynq_bnn.host import preprocess as pp
-from pynq_bnn.errors import ImageError
-
 from helpers import CIFAR_DIR
+from pynq_bnn.errors import ImageError
+from pynq_bnn.host import preprocess as pp
+from pynq_bnn.resources import SAMPLES_DIR
 
 SAMPLES = SAMPLES_DIR
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -94,15 +93,16 @@ def test_large_jpeg_is_decoded_at_reduced_scale_without_visible_loss(tmp_path):
     assert diff.mean() < 1 and diff.max() < 8
 
 
-@pytest.mark.parametrize("w,h,scale", [(640, 480, 8), (250, 250, 4), (256, 300, 8),
-                                       (100, 63, 1), (64, 1000, 2), (32, 32, 1)])
-def test_jpeg_draft_scale_is_the_largest_that_keeps_both_sides_at_least_size(tmp_path, w, h,
-                                                                            scale):
-    """The documented rule: the largest s in 1, 2, 4, 8 with s * size <= min(W, H)."""
-    assert scale == max(c for c in (1, 2, 4, 8) if c * 32 <= min(w, h))
+@pytest.mark.parametrize("w,h,scale", [(640, 480, 4), (1280, 960, 8), (250, 250, 2),
+                                       (512, 600, 8), (100, 63, 1), (130, 2000, 2),
+                                       (32, 32, 1)])
+def test_jpeg_draft_scale_keeps_both_sides_at_least_twice_the_size(tmp_path, w, h, scale):
+    """The documented rule: the largest s in 1, 2, 4, 8 with s * 2 * size <= min(W, H)."""
+    assert pp.JPEG_DRAFT_FACTOR == 2
+    assert scale == max(c for c in (1, 2, 4, 8) if c * 2 * 32 <= min(w, h) or c == 1)
     path = save(Image.fromarray(rgb(h, w, seed=w)), tmp_path / "a.jpg", quality=90)
     with Image.open(path) as img:
-        img.draft("RGB", (32, 32))
+        img.draft("RGB", (64, 64))
         assert img.size == (-(-w // scale), -(-h // scale))
         expected = pp.fit_array(np.asarray(img.convert("RGB")), 32)
     np.testing.assert_array_equal(pp.load_image(path), expected)

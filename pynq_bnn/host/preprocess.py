@@ -72,13 +72,15 @@ OpenCV resampling), so it gives the same pixels on every platform and with every
 version. An image whose shorter side is already ``size`` is only cropped; a ``size x size``
 image passes through byte for byte. Camera frames (numpy arrays) go straight into it.
 
-JPEG files are decoded by libjpeg at the **largest DCT scale (1/1, 1/2, 1/4, 1/8) that keeps
-both sides at least** ``size`` (Pillow's ``draft``): a 640 x 480 photo is decoded at 80 x 60,
-about half the decoder's work of a full decode (measured under ARM emulation, benchmarks/
-results/preprocess_arm.json). An 1/8-scale decode is itself an 8 x 8 block average, so the
-result stays close to the area average of the full-size picture (measured accuracy effect:
-benchmarks/results/preprocess_accuracy.json). The decoded pixels depend on the JPEG library
-(libjpeg-turbo versions can differ in the last bit); the crop and the resize never do.
+JPEG files are decoded by libjpeg at a reduced DCT scale (Pillow's ``draft``): the largest of
+1/1, 1/2, 1/4, 1/8 that keeps both sides at least ``JPEG_DRAFT_FACTOR * size`` (2 x 32 = 64
+pixels), so a 640 x 480 photo is decoded at 160 x 120, about 60% of the decoder's work of a
+full decode on the A9. The 1/8 scale (80 x 60, at least ``size``) would save another quarter
+of the decode but was measured to cost 1 to 3 points of accuracy (its chroma, 4:2:0, keeps
+fewer samples than the network has pixels, and each 8 x 8 block becomes one DC value), while
+1/4 is as accurate as a full decode: benchmarks/results/preprocess_accuracy.json,
+docs/FORMAT.md section 10. The decoded pixels depend on the JPEG library (libjpeg-turbo
+versions can differ in the last bit); the crop and the resize never do.
 
 Failures
 --------
@@ -99,6 +101,7 @@ makes the limit hold even when another thread changes the warning filters.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import logging
@@ -112,8 +115,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
+from ..files import open_regular
 
-__all__ = ["DEFAULT_SIZE", "RASTER_FORMATS", "LoadedItem", "load_image", "load_images",
+__all__ = ["DEFAULT_SIZE", "RASTER_FORMATS", "JPEG_DRAFT_FACTOR", "LoadedItem", "load_image", "load_images",
            "load_items", "decode_image", "to_rgb", "fit", "fit_array", "ImageError"]
 
 log = logging.getLogger(__name__)
@@ -130,6 +134,9 @@ _PLUGINS = {"PNG": "PngImagePlugin", "JPEG": "JpegImagePlugin", "MPO": "MpoImage
             "GIF": "GifImagePlugin", "BMP": "BmpImagePlugin", "PPM": "PpmImagePlugin",
             "TIFF": "TiffImagePlugin", "WEBP": "WebPImagePlugin"}
 _JPEG = ("JPEG", "MPO")
+
+JPEG_DRAFT_FACTOR = 2
+"""JPEGs are decoded at the largest DCT scale keeping both sides >= this factor x ``size``."""
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "RGBa", "La", "PA")
 _EXIF_ORIENTATION = 0x0112
@@ -169,65 +176,78 @@ def _sum_dtype(bound: int):
     return np.uint16 if bound <= 0xFFFF else np.uint32 if bound <= 0xFFFFFFFF else np.uint64
 
 
-def _along(axis: int, index) -> tuple:
-    return (slice(None),) * axis + (index,)
+@functools.lru_cache(maxsize=64)
+def _plan(s: int, n: int) -> tuple:
+    """Row indices and weights of the area average ``s -> n`` (``s > n``, ``n`` not dividing
+    ``s``), once per size pair: a camera or a photo folder repeats the same few.
 
-
-def _area_sums(a: np.ndarray, n: int, axis: int, vmax: int) -> Tuple[np.ndarray, int]:
-    """Area-weighted sums of ``a`` (values <= ``vmax``) along ``axis``, ``s >= n`` -> ``n``.
-
-    Source pixel ``i`` spans ``[i*n, (i+1)*n)`` and output pixel ``j`` spans ``[j*s, (j+1)*s)``
-    on a line of ``n*s`` units; the weight of ``i`` in ``j`` is the length of the overlap, an
-    integer in ``[0, n]``. Returns ``(T, w)``: the exact sums ``T[j] = sum_i weight * a[i]``
-    divided by the common factor ``w`` of all weights (``n`` when ``n`` divides ``s``, as for a
-    640 x 480 frame: then every weight is 0 or ``n`` and ``T`` is a plain box sum), so the
-    weights of one output sum to ``s / w``.
+    On a line of ``n * s`` units source pixel ``i`` spans ``[i*n, (i+1)*n)`` and output ``j``
+    spans ``[j*s, (j+1)*s)``. Output ``j`` starts inside pixel ``r[j] = j*s // n`` at offset
+    ``f[j] = j*s % n``; its run ``r[j] .. r[j+1]-1`` holds ``k`` or ``k + 1`` whole pixels.
     """
-    s = a.shape[axis]
+    k = s // n
+    r, f = np.divmod(np.arange(n + 1) * s, n)
+    first = (r[:n, None] + np.arange(k)).ravel()       # the first k pixels of every run
+    long_runs = np.flatnonzero(r[1:] - r[:n] > k)      # runs of k + 1
+    cut = np.flatnonzero(f[1:n]) + 1                   # boundaries inside a pixel
+    plan = (first, long_runs, r[long_runs] + k, cut, r[cut], f[cut][:, None])
+    for a in plan:
+        a.flags.writeable = False
+    return plan
+
+
+def _row_sums(a: np.ndarray, n: int, vmax: int) -> Tuple[np.ndarray, int]:
+    """Area-weighted sums over the rows of ``a`` (``[s, m]``, values <= ``vmax``, ``s > n``).
+
+    The weight of source row ``i`` in output row ``j`` is the length of the overlap of their
+    spans (see :func:`_plan`), an integer in ``[0, n]``. Returns ``(T, w)``: the exact sums
+    ``T[j] = sum_i weight * a[i]``, divided by ``w``, the common factor of all weights (``n``
+    when ``n`` divides ``s``, as for a 480-pixel frame side: then every weight is 0 or ``n``
+    and ``T`` is a plain box sum); the weights of one output sum to ``s / w``.
+    """
+    s, m = a.shape
     k, rem = divmod(s, n)
-    shape = a.shape[:axis] + (n, k) + a.shape[axis + 1:]
     run_dtype = _sum_dtype((k + 1) * vmax)
     if rem == 0:
-        # every output covers exactly k whole pixels: a strided view, no gather
-        return a.reshape(shape).sum(axis=axis + 1, dtype=run_dtype), n
-    # output j starts inside pixel r[j] at offset f[j] (units); its run r[j] .. r[j+1]-1 holds
-    # k or k + 1 pixels: sum the first k of each run, then add the (k+1)-th where there is one
-    r, f = np.divmod(np.arange(n + 1) * s, n)
-    first = (r[:n, None] + np.arange(k)).ravel()
-    seg = np.take(a, first, axis=axis).reshape(shape).sum(axis=axis + 1, dtype=run_dtype)
-    long_runs = np.flatnonzero(r[1:] - r[:n] > k)
+        # every output covers exactly k whole rows: a strided view, no gather
+        return a.reshape(n, k, m).sum(axis=1, dtype=run_dtype), n
+    first, long_runs, long_rows, cut, cut_rows, cut_weights = _plan(s, n)
+    seg = a[first].reshape(n, k, m).sum(axis=1, dtype=run_dtype)
     if long_runs.size:
-        seg[_along(axis, long_runs)] += np.take(a, r[long_runs] + k, axis=axis)
+        seg[long_runs] += a[long_rows]
     dtype = _sum_dtype((s + 2 * n) * vmax)  # the largest intermediate below
     t = seg.astype(dtype)
     t *= dtype(n)
-    # a pixel cut by boundary j gives f[j] units to output j-1 and n - f[j] to output j
-    cut = np.flatnonzero(f[1:n]) + 1
     if cut.size:
-        weight = f[cut].astype(dtype).reshape((-1,) + (1,) * (a.ndim - axis - 1))
-        part = np.take(a, r[cut], axis=axis).astype(dtype) * weight
-        t[_along(axis, cut - 1)] += part
-        t[_along(axis, cut)] -= part  # never below 0: output j counted n * a[r[j]] in full
+        # the row cut by boundary j gives f[j] units to output j-1 and n - f[j] to output j
+        part = a[cut_rows].astype(dtype) * cut_weights.astype(dtype)
+        t[cut - 1] += part
+        t[cut] -= part  # never below 0: output j counted n * a[r[j]] in full
     return t, 1
 
 
 def _round_div(total: np.ndarray, d: int) -> np.ndarray:
-    """``floor(total / d + 1/2)`` (round half up), exactly, as uint8."""
-    dtype = _sum_dtype(int(total.max(initial=0)) + d // 2)
-    q = total.astype(dtype, copy=True) if total.dtype != dtype else total
-    q += dtype(d // 2)
-    q //= dtype(d)
-    return q.astype(np.uint8)
+    """``floor(total / d + 1/2)`` (round half up), exactly, as uint8; ``total <= 255 * d``."""
+    if np.iinfo(total.dtype).max < 256 * d:
+        total = total.astype(_sum_dtype(256 * d))
+    q = total.dtype.type
+    total += q(d // 2)
+    total //= q(d)
+    return total.astype(np.uint8)
 
 
 def _area_down(q: np.ndarray, n: int) -> np.ndarray:
     """``uint8[s, s, C]`` with ``s > n`` -> ``uint8[n, n, C]``, exact area average."""
     s, _, c = q.shape
-    rows = q.reshape(s, s * c)  # a view when each row is contiguous (a centre crop is)
-    t, w1 = _area_sums(rows, n, 0, 255)                                   # [n, s * c]
-    u, w2 = _area_sums(t.reshape(n, s, c), n, 1, 255 * (s // w1 + 1))     # [n, n, c]
-    # weights of one output pixel sum to (s / w1) * (s / w2)
-    return _round_div(u, (s // w1) * (s // w2))
+    # rows: a view of the crop when each of its rows is contiguous (a centre crop is)
+    t1, w1 = _row_sums(q.reshape(s, s * c), n, 255)                     # [n, s * c]
+    v1 = s // w1                                                         # weight per output
+    # columns: source column first, so that the second pass is the same row reduction over
+    # long contiguous rows (numpy's reductions crawl over a last axis of 3 channels)
+    cols = np.ascontiguousarray(t1.reshape(n, s, c).transpose(1, 2, 0)).reshape(s, c * n)
+    t2, w2 = _row_sums(cols, n, 255 * v1)                                # [n, c * n]
+    out = _round_div(t2, v1 * (s // w2))
+    return np.ascontiguousarray(out.reshape(n, c, n).transpose(2, 0, 1))
 
 
 def _area_up(q: np.ndarray, n: int) -> np.ndarray:
@@ -493,7 +513,8 @@ def _decode_file(fp, name: str, size: Optional[int]) -> np.ndarray:
     """Open, check and decode (first frame) an image file object: ``uint8[H, W, 3]`` RGB.
 
     ``size`` (the output side the caller will fit to) lets JPEGs decode at a reduced DCT
-    scale that keeps both sides >= ``size``; ``None`` decodes at full resolution.
+    scale that keeps both sides >= ``JPEG_DRAFT_FACTOR * size``; ``None`` decodes at full
+    resolution.
     """
     if not _seekable(fp):  # _open_raster may need to read it twice
         try:
@@ -507,7 +528,8 @@ def _decode_file(fp, name: str, size: Optional[int]) -> np.ndarray:
             if getattr(img, "is_animated", False):
                 img.seek(0)  # documented: animated files give their first frame
             if size is not None and img.format in _JPEG:
-                img.draft(img.mode, (size, size))
+                side = JPEG_DRAFT_FACTOR * size
+                img.draft(img.mode, (side, side))
         except Exception as e:
             raise _fail(name, f"truncated or corrupt image data ({_describe(e)})") from None
         return _decode_pil(img, name)
@@ -531,19 +553,9 @@ def _load_path(path, size: Optional[int]) -> np.ndarray:
         raise _fail(name, "not a regular file")
     if st.st_size == 0:
         raise _fail(name, "empty file (0 bytes)")
-    try:
-        # non-blocking: a FIFO swapped in after the stat must not block the open either
-        fd = os.open(name, _OPEN_FLAGS)
-    except OSError as e:
-        raise _fail(name, f"cannot open ({e.strerror or e})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _fail(name, "not a regular file")
-        f = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
+    # opened non-blocking and checked again on the descriptor: a FIFO swapped in after the
+    # stat above cannot block the open either
+    with open_regular(name, what="image", error=ImageError) as f:
         return _decode_file(f, name, size)
 
 
@@ -555,8 +567,6 @@ def _decode_data(data, name: str, size: Optional[int]) -> np.ndarray:
 
 
 _DATA = (bytes, bytearray, memoryview)
-_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-               | getattr(os, "O_BINARY", 0))
 
 
 def _is_file(x) -> bool:
