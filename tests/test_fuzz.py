@@ -431,7 +431,7 @@ def arrays(draw):
         values.reshape(-1)[rng.integers(0, values.size)] = draw(
             st.sampled_from([float("nan"), float("inf"), -1.5, 0.5]))
     if draw(st.booleans()):
-        values = np.clip(values, 0, 255)
+        np.clip(values, 0, 255, out=values)     # (in place: a 0-d array stays an array)
     with np.errstate(all="ignore"):
         a = values.astype(dtype)
     if draw(st.booleans()) and a.ndim >= 2:
