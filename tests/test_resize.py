@@ -37,8 +37,8 @@ def oracle_fraction(a, n):
         p = q3[:, :, c].tolist()
         for j in range(n):
             for k in range(n):
-                total = sum(wt[j][i] * wt[k][l] * p[i][l]
-                            for i in range(s) if wt[j][i] for l in range(s) if wt[k][l])
+                total = sum(wt[j][i] * wt[k][x] * p[i][x]
+                            for i in range(s) if wt[j][i] for x in range(s) if wt[k][x])
                 mean = Fraction(total, s * s)
                 out[j, k, c] = int(mean + Fraction(1, 2))  # floor(mean + 1/2): half up
     return out.reshape((n, n) + q.shape[2:])
