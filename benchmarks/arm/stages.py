@@ -111,6 +111,7 @@ def make_inputs(ctx, workdir):
     quality 90, Pillow's default 4:2:0), and the decoded 480x640x3 frames."""
     import numpy as np
     from PIL import Image
+
     import pynq_bnn
     samples_dir = os.path.join(os.path.dirname(pynq_bnn.__file__), "samples")
     pngs = sorted(os.path.join(samples_dir, f) for f in os.listdir(samples_dir)
@@ -202,6 +203,14 @@ def stage_table(ctx):
             return r
         return run
 
+    def frames_to_packed():
+        import numpy as np
+        fit = find("pynq_bnn.camera.preprocess_frame")
+        return clf.layer1(np.stack([fit(f, clf.image_size) for f in ctx["frames"]]))
+
+    def jpegs_to_packed():
+        return clf.layer1(load_images_fn()(ctx["jpeg_paths"], clf.image_size)[1])
+
     ctx["_layer1_parts"] = layer1_parts
     return [
         ("preprocess_png32", "load_images: decode a 32x32 PNG file (no resize)", b,
@@ -225,12 +234,15 @@ def stage_table(ctx):
          classify("images")),
         ("classify_jpeg640", "Classifier.classify(16 640x480 JPEG paths)", b,
          classify("jpeg_paths")),
+        # issue 13's preprocessing goals: a frame array / a JPEG file to packed layer 1
+        ("frame640_to_packed", "camera.preprocess_frame of each 480x640x3 frame array, then "
+         "Classifier.layer1 of the batch", b, frames_to_packed),
+        ("jpeg640_to_packed", "load_images(640x480 JPEG paths), then Classifier.layer1", b,
+         jpegs_to_packed),
         # New implementations are one line each; find() skips them (with a note) until they
         # exist, e.g. (names illustrative):
         # ("layer1_native", "native fused layer 1", b,
         #  lambda: find("pynq_bnn.backends.cpu.engine.Engine.layer1")(engine, ctx["images"])),
-        # ("preprocess_frame640_int", "integer area resize of a frame", b,
-        #  lambda: find("pynq_bnn.host.preprocess.resize_area")(ctx["frames"][0], 32)),
     ]
 
 

@@ -74,12 +74,11 @@ image passes through byte for byte. Camera frames (numpy arrays) go straight int
 
 JPEG files are decoded by libjpeg at a reduced DCT scale (Pillow's ``draft``): the largest of
 1/1, 1/2, 1/4, 1/8 that keeps both sides at least ``JPEG_DRAFT_FACTOR * size`` (2 x 32 = 64
-pixels), so a 640 x 480 photo is decoded at 160 x 120, about 60% of the decoder's work of a
-full decode on the A9. The 1/8 scale (80 x 60, at least ``size``) would save another quarter
-of the decode but was measured to cost 1 to 3 points of accuracy (its chroma, 4:2:0, keeps
-fewer samples than the network has pixels, and each 8 x 8 block becomes one DC value), while
-1/4 is as accurate as a full decode: benchmarks/results/preprocess_accuracy.json,
-docs/FORMAT.md section 10. The decoded pixels depend on the JPEG library (libjpeg-turbo
+pixels), so a 640 x 480 photo is decoded at 160 x 120, a fraction of the work of a full
+decode. The 1/8 scale (80 x 60, at least ``size``) would be cheaper still but was measured to
+cost 1 to 3 points of accuracy (its 4:2:0 chroma keeps fewer samples than the network has
+pixels, and each 8 x 8 block becomes one DC value), while 1/4 is as accurate as a full
+decode: benchmarks/results/preprocess_accuracy.json, docs/FORMAT.md section 10. The decoded pixels depend on the JPEG library (libjpeg-turbo
 versions can differ in the last bit); the crop and the resize never do.
 
 Failures
