@@ -11,8 +11,20 @@ is missing; the markers are for selecting (``-m "not needs_hls"``).
 """
 import importlib.util
 import os
+import signal
 
 import pytest
+
+
+def pytest_configure(config):
+    """Python's Ctrl-C handler, whatever the run was started from.
+
+    The Ctrl-C tests (camera, driver, backends) send SIGINT to the main thread and expect a
+    KeyboardInterrupt. A run started in the background (``cmd &`` in a script, nohup) inherits
+    SIGINT as ignored, so Python installs no handler and those tests would wait forever.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _optional(name):

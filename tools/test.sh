@@ -29,6 +29,9 @@ TORCH="torch==2.13.0"
 # Only hls4ml's ap_types headers are used (hls_src/Makefile): --no-deps, in the venv.
 HLS4ML="hls4ml==1.3.0"
 PYNQ="pynq==4.0.0"
+# tests/test_packaging.py builds the wheel offline with the venv's own setuptools; the one a
+# venv is made with (65 on Python 3.11) has no bdist_wheel, so those tests would skip.
+SETUPTOOLS="setuptools>=70.1"
 
 QUICK=0
 PYTEST_ARGS=()
@@ -69,7 +72,7 @@ if venv_ready "$VENV"; then
 else
   make_venv "$VENV"
   say "installing pynq-bnn[test] (editable), $TORCH, $RUFF, $MYPY into $VENV"
-  pip_in "$VENV" "$TORCH" "$RUFF" "$MYPY" -e ".[test]"
+  pip_in "$VENV" "$SETUPTOOLS" "$TORCH" "$RUFF" "$MYPY" -e ".[test]"
   pip_in "$VENV" --no-deps "$HLS4ML"
   echo "$STAMP" > "$VENV/.pynq-bnn-test-stamp"
 fi
