@@ -14,6 +14,7 @@
 #                      setup.py or this script change)
 #   PYNQ_VENV=DIR      the pynq venv (default .venv-test-pynq)
 #   SKIP_PYNQ_VENV=1   the main venv's run only
+#   TEST_TIMEOUT=S     seconds one test may take before it fails as hung (default 900)
 #
 # Exit status: the first failing pytest run's, else 1 if ruff or mypy failed, else 5 if a
 # pytest run collected nothing (e.g. -k matching no test), else 0.
@@ -86,10 +87,14 @@ LINT=0
 say "building the HLS kernel's C-simulation library (make -C hls_src lib)"
 make -C hls_src lib PYTHON="$PY" >/dev/null
 
+# A hung test fails after this many seconds instead of using up CI's time (pytest-timeout, in
+# the test extra); the slowest single test (the HLS C-sim build and run) takes under a minute.
+TEST_TIMEOUT=${TEST_TIMEOUT:-900}
+
 run_pytest() {  # run_pytest PYTHON args...; sets RC
   local py=$1; shift
   RC=0
-  "$py" -m pytest -q "$@" || RC=$?
+  "$py" -m pytest -q --timeout="$TEST_TIMEOUT" "$@" || RC=$?
 }
 
 RESULTS=()
