@@ -7,6 +7,7 @@ No timing assertions here: benchmarks/bench_cpu_engine.py measures speed.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from pynq_bnn import Network
 from pynq_bnn.backends.cpu import engine
-from pynq_bnn.errors import BackendUnavailable
+from pynq_bnn.errors import BackendUnavailable, BnnError, ClosedError, ImageError
 from pynq_bnn.host.layer1 import FirstLayer
 from pynq_bnn.spec import reference
 from pynq_bnn.spec.first_layer import conv1_packed
@@ -212,6 +213,110 @@ def test_random_topologies(net, n, seed, threads, isa_index):
     isa = ISAS[isa_index % len(ISAS)]
     out = engine.Engine(params, threads=threads, isa=isa).binary_scores(packed)
     np.testing.assert_array_equal(out, reference.binary_scores(params, packed))
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "numpy"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int64, np.uint32, np.float64, bool])
+def test_binary_scores_refuses_words_that_are_not_uint64(native, dtype):
+    """Issue 17: uint8/int8/... input was converted silently and gave wrong scores."""
+    if native and not NATIVE:
+        pytest.skip("native engine not built")
+    params, _, packed, _ = case(NARROW64, 64)
+    e = engine.Engine(params, threads=2, native=native)
+    with pytest.raises(ImageError, match="uint64"):
+        e.binary_scores(packed[:2].astype(dtype))
+    with pytest.raises(ImageError, match="shape"):
+        e.binary_scores(packed[:2, :, :, :0])
+    assert issubclass(ImageError, BnnError) and issubclass(ImageError, ValueError)
+
+
+def test_status_names_what_runs(monkeypatch):
+    st = engine.status()
+    assert st["native"] is NATIVE and isinstance(st["summary"], str)
+    if NATIVE:
+        assert st["isa"] in {"avx512-vpopcntdq", "avx2", "neon", "popcnt", "portable"}
+        assert st["layer1_isa"] in engine.layer1_isas() and st["library"]
+        assert st["reason"] is None and st["supported_isas"] == ISAS
+    monkeypatch.setenv("PYNQ_BNN_NATIVE", "0")
+    st = engine.status()
+    assert not st["native"] and st["isa"] == "numpy fallback"
+    assert "PYNQ_BNN_NATIVE" in st["summary"]
+
+
+@needs_native
+def test_engine_close_waits_for_running_calls_and_then_refuses():
+    """Issue 17: close() while another thread ran freed the native engine under it (SIGSEGV)."""
+    params, _, packed, ref = case(NARROW64, 64)
+    for _ in range(5):
+        e = engine.Engine(params, threads=2)
+        stop, bad, done = threading.Event(), [], []
+
+        def runner():
+            while not stop.is_set():
+                try:
+                    out = e.binary_scores(packed[:7])
+                except ClosedError:
+                    return
+                except Exception as ex:  # pragma: no cover - reported below
+                    bad.append(ex)
+                    return
+                if not np.array_equal(out, ref[:7]):
+                    bad.append(AssertionError("wrong scores"))
+                done.append(1)
+
+        ts = [threading.Thread(target=runner) for _ in range(4)]
+        for t in ts:
+            t.start()
+        while len(done) < 4:
+            time.sleep(0.001)
+        e.close()
+        stop.set()
+        for t in ts:
+            t.join(10)
+        assert not bad and not any(t.is_alive() for t in ts)
+        with pytest.raises(ClosedError):
+            e.binary_scores(packed[:1])
+        e.close()  # idempotent
+
+
+def test_cpu_backend_load_and_close_while_other_threads_run():
+    """load() swaps the engine and close() frees it while runs are in flight: every run gets
+    its scores or a BnnError, never a crash; after close every run is refused."""
+    from pynq_bnn.backends.cpu.backend import CpuBackend
+    params, _, packed, ref = case(NARROW64, 64)
+    for round_ in range(3):
+        be = CpuBackend()
+        be.load(params)
+        stop, bad, ok = threading.Event(), [], []
+
+        def runner():
+            while not stop.is_set():
+                try:
+                    out = be.run(packed[:5])
+                except ClosedError:
+                    return
+                except Exception as ex:  # pragma: no cover - reported below
+                    bad.append(ex)
+                    return
+                if not np.array_equal(out, ref[:5]):
+                    bad.append(AssertionError("wrong scores"))
+                ok.append(1)
+
+        ts = [threading.Thread(target=runner) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for _ in range(15):
+            be.load(params)
+        be.close()
+        stop.set()
+        for t in ts:
+            t.join(10)
+        assert not bad, bad[:3]
+        assert not any(t.is_alive() for t in ts) and ok
+        with pytest.raises(ClosedError):
+            be.run(packed[:1])
+        with pytest.raises(ClosedError):
+            be.load(params)
 
 
 # ------------------------------------------------------------------------------ fallback

@@ -4,11 +4,18 @@ Runs :class:`pynq_bnn.backends.cpu.engine.Engine` (the native XNOR-popcount engi
 itself falls back to the numpy reference without its C library); if the engine module is
 missing or fails to construct, :func:`pynq_bnn.spec.reference.binary_scores` (bit-exact,
 about 0.1 s per image for the full network on a PC). ``engine=False`` forces the reference.
+
+Threads: any number may :meth:`~CpuBackend.run` at once; :meth:`~CpuBackend.load` and
+:meth:`~CpuBackend.close` wait until the running calls have finished and hold new ones back
+while they swap or free the engine (freeing it under a running call crashed the process:
+issue 17), so a run started after close() raises :class:`~pynq_bnn.errors.ClosedError`.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
 
 from ...errors import BnnError
@@ -43,6 +50,9 @@ class CpuBackend(Backend):
         self._use_engine = bool(engine)
         self.max_batch = int(max_batch)
         self._engine: Optional[Engine] = None
+        self._gate = threading.Condition()
+        self._runs = 0             # run() calls in progress
+        self._exclusive = False    # load() or close() is swapping the engine
 
     @property
     def kernel(self) -> str:
@@ -57,29 +67,56 @@ class CpuBackend(Backend):
                 pass
         return "numpy reference"
 
+    @contextmanager
+    def _exclusively(self):
+        """Wait for running calls to finish and keep new ones out (load / close)."""
+        with self._gate:
+            while self._exclusive:
+                self._gate.wait()
+            self._exclusive = True      # from here on new runs wait (no writer starvation)
+            while self._runs:
+                self._gate.wait()
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._exclusive = False
+                self._gate.notify_all()
+
     def load(self, params) -> None:
-        self._check_open()
-        self._close_engine()
-        self._params = params
-        if self._use_engine:
-            try:
-                from .engine import Engine
-                self._engine = Engine(params)
-            except Exception as e:  # the reference is always there and always exact
-                logger.warning("cpu backend: native engine unavailable (%s: %s); numpy reference",
-                               type(e).__name__, e)
-                self._engine = None
+        with self._exclusively():
+            self._check_open()
+            self._close_engine()
+            self._params = params
+            if self._use_engine:
+                try:
+                    from .engine import Engine
+                    self._engine = Engine(params)
+                except Exception as e:  # the reference is always there and always exact
+                    logger.warning("cpu backend: native engine unavailable (%s: %s); numpy "
+                                   "reference", type(e).__name__, e)
+                    self._engine = None
 
     def run(self, packed):
-        self._check_open()
-        if self._params is None:
-            raise BnnError("no model loaded: call load(params) first")
-        x = check_packed(self._params.network, packed)
-        t0 = time.perf_counter()
-        if self._engine is not None:
-            scores = self._engine.binary_scores(x)
-        else:
-            scores = reference.binary_scores(self._params, x)
+        with self._gate:
+            while self._exclusive:
+                self._gate.wait()
+            self._check_open()
+            params, engine = self._params, self._engine
+            if params is None:
+                raise BnnError("no model loaded: call load(params) first")
+            self._runs += 1
+        try:
+            x = check_packed(params.network, packed)
+            t0 = time.perf_counter()
+            if engine is not None:
+                scores = engine.binary_scores(x)
+            else:
+                scores = reference.binary_scores(params, x)
+        finally:
+            with self._gate:
+                self._runs -= 1
+                self._gate.notify_all()
         self._timings.value = {"transfer": 0.0, "kernel": time.perf_counter() - t0}
         return scores
 
@@ -93,6 +130,8 @@ class CpuBackend(Backend):
             engine.close()
 
     def close(self) -> None:
-        self._close_engine()
-        self._params = None
-        self._closed = True
+        """Free the engine once running calls have finished; later calls raise ClosedError."""
+        with self._exclusively():
+            self._close_engine()
+            self._params = None
+            self._closed = True
