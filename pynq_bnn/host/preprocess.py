@@ -78,8 +78,9 @@ pixels), so a 640 x 480 photo is decoded at 160 x 120, a fraction of the work of
 decode. The 1/8 scale (80 x 60, at least ``size``) would be cheaper still but was measured to
 cost 1 to 3 points of accuracy (its 4:2:0 chroma keeps fewer samples than the network has
 pixels, and each 8 x 8 block becomes one DC value), while 1/4 is as accurate as a full
-decode: benchmarks/results/preprocess_accuracy.json, docs/FORMAT.md section 10. The decoded pixels depend on the JPEG library (libjpeg-turbo
-versions can differ in the last bit); the crop and the resize never do.
+decode: benchmarks/results/preprocess_accuracy.json, docs/FORMAT.md section 10. The decoded
+pixels depend on the JPEG library (libjpeg-turbo versions can differ in the last bit); the crop
+and the resize never do.
 
 Failures
 --------
@@ -116,8 +117,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageError
 from ..files import open_regular
 
-__all__ = ["DEFAULT_SIZE", "RASTER_FORMATS", "JPEG_DRAFT_FACTOR", "LoadedItem", "load_image", "load_images",
-           "load_items", "decode_image", "to_rgb", "fit", "fit_array", "ImageError"]
+__all__ = ["DEFAULT_SIZE", "RASTER_FORMATS", "JPEG_DRAFT_FACTOR", "LoadedItem", "load_image",
+           "load_images", "load_items", "decode_image", "to_rgb", "fit", "fit_array", "ImageError"]
 
 log = logging.getLogger(__name__)
 
