@@ -61,7 +61,7 @@ typedef struct {
                           the groups; byte b = 2 * channel-in-group + tap-in-pair */
     int8_t *w_vnni;    /* [c1/64][7 quads][64 channels][4 taps] */
     int16_t *w_avx2;   /* [c1/64][14 pairs][64 channels][2 taps] */
-    int32_t *w_port;   /* [27][c1] */
+    int16_t *w_port;   /* [c1][32]: taps 27..31 zero (a dot product GCC vectorises) */
 } l1_t;
 
 static void *l1_alloc(size_t bytes) {
@@ -118,7 +118,7 @@ BNN_API void *bnn_l1_create(int c1, int size, const int8_t *weights, const int32
     L->w_neon = (int8_t *)l1_alloc((size_t)c1 * L1_KP);
     L->w_vnni = (int8_t *)l1_alloc((size_t)c1 * L1_KP);
     L->w_avx2 = (int16_t *)l1_alloc((size_t)c1 * L1_KP * sizeof(int16_t));
-    L->w_port = (int32_t *)l1_alloc((size_t)c1 * L1_K * sizeof(int32_t));
+    L->w_port = (int16_t *)l1_alloc((size_t)c1 * L1_PATCH * sizeof(int16_t));
     if (!L->init_q || !L->init_p || !L->init_x || !L->w_neon || !L->w_vnni || !L->w_avx2 ||
         !L->w_port) {
         bnn_l1_destroy(L);
@@ -136,7 +136,7 @@ BNN_API void *bnn_l1_create(int c1, int size, const int8_t *weights, const int32
             /* AVX-512: [c/64][k/4][c%64][k%4];  AVX2: [c/64][k/2][c%64][k%2] */
             L->w_vnni[(((size_t)(c / 64) * 7 + k / 4) * 64 + c % 64) * 4 + k % 4] = (int8_t)nw;
             L->w_avx2[(((size_t)(c / 64) * 14 + k / 2) * 64 + c % 64) * 2 + k % 2] = (int16_t)nw;
-            if (k < L1_K) L->w_port[(size_t)k * c1 + c] = nw;
+            L->w_port[(size_t)c * L1_PATCH + k] = (int16_t)nw;
         }
         for (int ty = 0; ty < 4; ty++)
             for (int tx = 0; tx < 4; tx++) {
@@ -229,19 +229,17 @@ static void patches_generic(const uint8_t *st, size_t rs, int S, int es, uint8_t
 
 static void row_portable(const l1_t *L, const int16_t *patch, int ty, uint64_t *out) {
     const int S = L->size, c1 = L->c1;
-    int32_t acc[64];
     for (int x = 0; x < S; x++) {
-        const int16_t *e = patch + (size_t)x * L1_PATCH;
+        const int16_t *e = patch + (size_t)x * L1_PATCH; /* slots 27..31 are 0 */
         const int32_t *init = L->init_x + (size_t)(ty + bnn_border_type(x, S)) * c1;
         for (int cb = 0; cb < L->c1w; cb++) {
-            for (int c = 0; c < 64; c++) acc[c] = init[cb * 64 + c];
-            for (int k = 0; k < L1_K; k++) {
-                const int32_t v = e[k];
-                const int32_t *w = L->w_port + (size_t)k * c1 + cb * 64;
-                for (int c = 0; c < 64; c++) acc[c] += w[c] * v;
-            }
             uint64_t word = 0;
-            for (int c = 0; c < 64; c++) word |= (uint64_t)(acc[c] < 0) << c;
+            for (int c = 0; c < 64; c++) {
+                const int16_t *w = L->w_port + (size_t)(cb * 64 + c) * L1_PATCH;
+                int32_t acc = init[cb * 64 + c];
+                for (int k = 0; k < L1_PATCH; k++) acc += (int32_t)w[k] * e[k];
+                word |= (uint64_t)(acc < 0) << c;
+            }
             out[(size_t)x * L->c1w + cb] = word;
         }
     }
