@@ -21,10 +21,15 @@
 #   PS master (M_AXI_GP0 | M_AXI_HPM0_FPD) -> ctrl_interconnect -> bnn_kernel_0/s_axi_control
 #                                                                -> axi_intc_0/s_axi
 #   bnn_kernel_0/m_axi_<bundle> -> mem_interconnect_hp<n> -> PS slave n (S_AXI_HP<n> | S_AXI_HP<n>_FPD),
-#       n from HP_PORT_MAP (below): the parameter stream (gmem0) on HP0, input (gmem1) and
-#       scores (gmem2) together on HP2. HP0/HP1 and HP2/HP3 share a DDR controller port on the
+#       n from HP_PORT_MAP (below): the two parameter streams (ABI version 2: gmem0 = params,
+#       gmem3 = params2, the same buffer) each alone on HP0 and HP2, input (gmem1) and scores
+#       (gmem2) together on HP1. HP0/HP1 and HP2/HP3 share a DDR controller port on the
 #       Zynq-7000 (UG585), S_AXI_HP1_FPD/HP2_FPD share XPI 4 on the ZU+ (UG1085): HP0 + HP2 is
-#       the pair with separate DDR paths, as PYNQ's own overlays use it.
+#       the pair with separate DDR paths (the pair PYNQ's own overlays use), so the two weight
+#       streams, which run at the same time, never meet before the DDR controller. gmem1 and
+#       gmem2 move data only between the engine calls (input loads, score writes), never while
+#       a weight stream runs, so sharing HP1 (and HP0's DDR port) costs no bandwidth; keeping
+#       them off HP0 and HP2 leaves each parameter master a 1:1 interconnect (no arbiter).
 #   bnn_kernel_0/interrupt -> axi_intc_0/intr ; axi_intc_0/irq -> PS IRQ_F2P | pl_ps_irq0
 #   FCLK_CLK0 | pl_clk0 (FCLK_MHZ) clocks everything; proc_sys_reset from FCLK_RESET0_N | pl_resetn0
 
@@ -40,8 +45,8 @@ proc die {msg} {
 # Which PS slave port (HP<n>) each kernel m_axi bundle uses; bundles on the same port share one
 # interconnect (N:1). A board file may set its own HP_PORT_MAP. A bundle not in the map is
 # refused: the map is deliberate, not "next free port".
-set HP_PORT_MAP_DEFAULT {gmem0 0 gmem1 2 gmem2 2}
-# Implementation strategy: the XC7Z020 build is ~67% LUT (hls_src/README.md, resource ESTIMATE)
+set HP_PORT_MAP_DEFAULT {gmem0 0 gmem3 2 gmem1 1 gmem2 1}
+# Implementation strategy: the XC7Z020 build is ~72% LUT (hls_src/README.md, resource ESTIMATE)
 # with wide XNOR-popcount trees at 100 MHz; the explore strategy with post-route phys_opt gives
 # the most slack for that (UG904, "Implementation Strategies"). A board file may override
 # IMPL_STRATEGY / SYNTH_STRATEGY, and so may the environment (PYNQ_BNN_IMPL_STRATEGY,

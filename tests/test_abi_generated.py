@@ -89,3 +89,39 @@ def test_no_literal_abi_numbers_left_in_the_kernel_sources():
             if os.path.exists(path):
                 text = open(path).read()
                 assert "0x424E" not in text, path
+
+
+def test_register_offsets_follow_the_vitis_layout_of_the_kernel_signature():
+    """The argument offsets recomputed from the HLS top function (docs/ABI.md, "Why these
+    offsets"): from 0x10 in signature order, an m_axi pointer 12 bytes (low, high, reserved),
+    a scalar input 8 (data, reserved), an output scalar with ap_vld 8 (data, control)."""
+    src = open(os.path.join(ROOT, "hls_src", "src", "bnn_kernel.cpp")).read()
+    src = re.sub(r"//[^\n]*", "", src)
+    sig = re.search(r"void\s+bnn_kernel\s*\(([^)]*)\)", src).group(1)
+    m_axi = set(re.findall(r"#pragma HLS INTERFACE m_axi port=(\w+)", src))
+    offset, expected = 0x10, {}
+    for arg in sig.split(","):
+        name = arg.split()[-1].lstrip("*")
+        hwh = "input_r" if name == "input" else name  # HLS renames a Verilog keyword
+        if name in m_axi:
+            expected.update({f"{hwh}_1": offset, f"{hwh}_2": offset + 4})
+            offset += 12
+        elif "*" in arg:                               # an output scalar (abi_id, ap_vld)
+            expected.update({hwh: offset, f"{hwh}_ctrl": offset + 4})
+            offset += 8
+        else:
+            expected[hwh] = offset
+            offset += 8
+    block = {"CTRL": 0x00, "GIER": 0x04, "IP_IER": 0x08, "IP_ISR": 0x0C}
+    assert abi.HWH_REGISTER_NAMES == {**block, **expected}
+
+
+def test_version_2_only_appends_params2():
+    """ABI 2 keeps every version-1 register where it was (the driver's probe reads abi_id at
+    0x3C on either version) and adds params2 after abi_id_ctrl."""
+    v1 = {"CTRL": 0x00, "GIER": 0x04, "IP_IER": 0x08, "IP_ISR": 0x0C, "params_1": 0x10,
+          "params_2": 0x14, "input_r_1": 0x1C, "input_r_2": 0x20, "scores_1": 0x28,
+          "scores_2": 0x2C, "n_images": 0x34, "abi_id": 0x3C, "abi_id_ctrl": 0x40}
+    assert abi.ABI_VERSION == 2 and abi.ABI_ID == 0x424E0002
+    assert abi.HWH_REGISTER_NAMES == {**v1, "params2_1": 0x44, "params2_2": 0x48}
+    assert max(abi.HWH_REGISTER_NAMES.values()) + 4 <= abi.REGISTER_SPAN

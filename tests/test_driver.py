@@ -123,7 +123,8 @@ def test_probe_register_traffic_is_exact(small):
         assert all(a >> 32 for a in addr), "the mock places buffers above 4 GiB"
         writes = []
         for (lo, hi), a in zip(((abi.PARAMS_LO, abi.PARAMS_HI), (abi.INPUT_LO, abi.INPUT_HI),
-                                (abi.SCORES_LO, abi.SCORES_HI)), addr):
+                                (abi.SCORES_LO, abi.SCORES_HI), (abi.PARAMS2_LO, abi.PARAMS2_HI)),
+                               addr + addr[:1]):   # ABI 2: params2 = the parameter buffer
             writes += [(lo, a & 0xFFFFFFFF), (hi, a >> 32)]
         writes += [(abi.N_IMAGES, 0), (abi.CTRL, abi.AP_START)]
         idle = abi.AP_IDLE
@@ -159,6 +160,8 @@ def test_run_follows_the_hls_protocol(small):
                               (abi.SCORES_LO, abi.SCORES_HI, sc_addr)):
                 assert (written[lo], written[hi]) == (a & 0xFFFFFFFF, a >> 32)
             assert abi.PARAMS_LO in written and abi.PARAMS_HI in written
+            assert (written[abi.PARAMS2_LO], written[abi.PARAMS2_HI]) == \
+                (written[abi.PARAMS_LO], written[abi.PARAMS_HI])
             ctrl_reads = [e for e in before if e[0] == "read" and e[1] == abi.CTRL]
             assert ctrl_reads and ctrl_reads[-1][2] & abi.AP_IDLE, "start without seeing idle"
             # after the start: AP_DONE read before the invalidate of the scores
@@ -170,6 +173,97 @@ def test_run_follows_the_hls_protocol(small):
             assert after[inval_at] == ("invalidate", sc_addr, n * SMALL.n_classes * 4)
             prev = s
         assert not be.log.violations
+
+
+def test_driver_writes_params2_at_every_start(small):
+    """ABI 2: params2 (0x44/0x48) holds the parameter buffer's address at every start, probe
+    included, written before AP_START."""
+    params, packed, expected = small
+    with mock(max_batch=4) as be:
+        be.load(params)
+        np.testing.assert_array_equal(be.run(packed[:6]), expected[:6])
+        a = int(be.accelerator._param_buf.device_address)
+        assert a >> 32, "the mock places buffers above 4 GiB: the high word matters"
+        assert (abi.PARAMS2_LO, abi.PARAMS2_HI) == (0x44, 0x48)
+        ev = be.log.events
+        starts = [i for i, e in enumerate(ev)
+                  if e[:2] == ("write", abi.CTRL) and e[2] & abi.AP_START]
+        assert len(starts) == 3                       # the probe + two chunks
+        prev = 0
+        for s in starts:
+            written = {e[1]: e[2] for e in ev[prev:s] if e[0] == "write"}
+            assert (written[abi.PARAMS2_LO], written[abi.PARAMS2_HI]) == abi.split64(a)
+            prev = s
+        assert not be.log.violations and not be.log.errors
+
+
+def _start_with_params2(be, packed, value):
+    """One start with the driver's arguments, but params2 = ``value`` (None: never written)."""
+    hw = be.hardware
+    real = hw.write
+
+    def write(offset, v):
+        if offset in (abi.PARAMS2_LO, abi.PARAMS2_HI):
+            if value is None:
+                return
+            v = abi.split64(value)[offset == abi.PARAMS2_HI]
+        real(offset, v)
+    hw.write = write
+    try:
+        with pytest.raises(HardwareError, match="did not write|impossible output"):
+            be.run(packed[:2])
+    finally:
+        del hw.write
+
+
+@pytest.mark.parametrize("where", ["unset", "zero", "outside", "input", "other image"])
+def test_mock_refuses_a_start_whose_params2_is_wrong(small, where):
+    """The simulated IP reads params2 at AP_START: unset, 0, outside every allocation or not
+    the parameter image is a bus error (no scores; the driver's poison check names it)."""
+    params, packed, _ = small
+    with mock() as be:
+        be.load(params)
+        acc = be.accelerator
+        be.log.clear()
+        other = None
+        if where == "other image":   # a valid allocation holding another model's image
+            image = abi.build_param_image(random_params(SMALL, seed=98))
+            other = be.hardware.allocate(image.shape, np.uint64)
+            other[:] = image
+            other.flush()
+        if where == "unset":         # power-on registers: params2 never written since
+            be.sim.reset()
+        value = {"unset": None, "zero": 0, "outside": 0x10,
+                 "input": int(acc._input_buf.device_address),
+                 "other image": other is not None and int(other.device_address)}[where]
+        _start_with_params2(be, packed, value)
+        if other is not None:
+            other.freebuffer()
+        assert any("no scores written" in e for e in be.log.errors), be.log.errors
+        if where == "unset":
+            assert any("0x44" in v and "0x48" in v for v in be.log.violations), be.log.violations
+
+
+def test_mock_accepts_params2_on_an_identical_copy(small):
+    """params2 on another buffer holding the same image is what the kernel can run (it only
+    reads the same words through another port)."""
+    params, packed, expected = small
+    with mock() as be:
+        be.load(params)
+        image = abi.build_param_image(params)
+        copy = be.hardware.allocate(image.shape, np.uint64)
+        copy[:] = image
+        copy.flush()
+        real = be.hardware.write
+
+        def write(offset, v):
+            if offset in (abi.PARAMS2_LO, abi.PARAMS2_HI):
+                v = abi.split64(int(copy.device_address))[offset == abi.PARAMS2_HI]
+            real(offset, v)
+        be.hardware.write = write
+        np.testing.assert_array_equal(be.run(packed[:3]), expected[:3])
+        assert not be.log.errors
+        copy.freebuffer()
 
 
 def test_register_writes_are_python_ints_of_32_bits():
@@ -276,7 +370,7 @@ def test_no_buffer_outlives_close(small):
 
 
 def test_failed_load_frees_its_buffers(small):
-    with mock(faults={"wrong_id": 0x424E0002}) as be:
+    with mock(faults={"wrong_id": 0x424E0001}) as be:     # a version-1 bitstream
         with pytest.raises(HardwareError):
             be.load(small[0])
         assert be.memory.live_allocations == 0
@@ -331,8 +425,11 @@ def test_close_while_hung_resets_first(small):
 
 
 @pytest.mark.parametrize("wrong, words", [
-    (0x424E0002, ["0x424e0002", "version 2", "0x424e0001", "version 1"]),
-    (0xDEADBEEF, ["0xdeadbeef", "not a pynq-bnn kernel", "0x424e0001"]),
+    # a version-1 bitstream (one parameter port) against this version-2 driver: abi_id sits
+    # at the same offset in both versions, so the probe reads the old id and names both
+    (0x424E0001, ["0x424e0001", "version 1", "0x424e0002", "version 2"]),
+    (0x424E0003, ["0x424e0003", "version 3", "0x424e0002", "version 2"]),
+    (0xDEADBEEF, ["0xdeadbeef", "not a pynq-bnn kernel", "0x424e0002"]),
 ])
 def test_wrong_abi_id_names_both(small, wrong, words):
     with mock(faults={"wrong_id": wrong}) as be:
@@ -343,7 +440,8 @@ def test_wrong_abi_id_names_both(small, wrong, words):
 
 
 def test_describe_abi_id():
-    assert describe_abi_id(abi.ABI_ID) == "0x424e0001 (magic 0x424e, version 1)"
+    assert describe_abi_id(abi.ABI_ID) == "0x424e0002 (magic 0x424e, version 2)"
+    assert abi.ABI_VERSION == 2 and abi.ABI_ID == 0x424E0002
 
 
 def test_corrupted_output_detected(small):

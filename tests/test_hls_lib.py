@@ -76,6 +76,11 @@ def test_build_reports_abi_and_config(lib):
     (Network(conv_channels=(64,) * 6, fc_units=(128,), n_classes=7), 17, 3, None),  # 2 chunks
     (Network.half(), 2, 4, "ones"),
     (Network.half(), 2, 5, "zeros"),
+    # the two parameter ports, uneven splits: two rows per cycle (5 images), one row (10)
+    (Network(conv_channels=(64, 192, 128), pool_after=(False, True, False), fc_units=(192, 320, 64),
+             n_classes=7, image_size=8), 5, 10, None),
+    (Network(conv_channels=(64, 192, 128), pool_after=(False, True, False), fc_units=(192, 320, 64),
+             n_classes=7, image_size=8), 10, 11, None),
 ])
 def test_run_matches_reference(lib, network, n, seed, fill):
     params, packed, expected = _case(network, n, seed, fill)

@@ -4,8 +4,11 @@ Vitis HLS run would otherwise find out the hard way (issue 14).
 * every m_axi bundle carries one data width and one option set (mixed widths or options in a
   bundle disable burst inference or fall back to defaults), and bursts are at most 16 beats
   (Zynq-7000 HP ports are AXI3);
-* the overlay flow maps every bundle to an HP port explicitly (HP0 for the parameters, HP2
-  for the rest: HP0/HP1 and HP2/HP3 share a DDR port);
+* the overlay flow maps every bundle to an HP port explicitly: the two parameter masters
+  (gmem0, gmem3: ABI version 2) on HP0 and HP2, which reach the DDR controller through
+  different ports (HP0/HP1 and HP2/HP3 share one each), input and scores on a third port;
+* params2 is the last argument of the top function (its registers follow abi_id_ctrl, every
+  version-1 offset stays) and feeds only the second-port readers;
 * one call site per engine (conv_layer, dense_layer, load_input, flatten_to_dense), so no
   engine is instantiated twice, and ALLOCATION limit=1 on the conv engine;
 * DEPENDENCE pragmas inside the body of the pipelined loop they are about, not at function
@@ -59,7 +62,7 @@ def top_pointer_widths():
 def test_each_m_axi_bundle_has_one_width_and_one_option_set():
     pragmas = m_axi_pragmas()
     widths = top_pointer_widths()
-    assert {p for p, _ in pragmas} == {"params", "input", "scores"}
+    assert {p for p, _ in pragmas} == {"params", "input", "scores", "params2"}
     bundles = {}
     for port, opts in pragmas:
         bundles.setdefault(opts["bundle"], []).append((port, opts))
@@ -87,15 +90,35 @@ def test_m_axi_read_buffers_by_the_ug1399_formula():
         assert bits <= 512 * 72, f"{port}: {bits} bits of m_axi buffers is more than a BRAM36"
 
 
-def test_overlay_maps_every_bundle_to_hp0_or_hp2():
+def test_overlay_maps_the_parameter_masters_to_hp0_and_hp2():
     tcl = read(os.path.join(REPO, "overlays", "build_overlay.tcl"))
     m = re.search(r"set HP_PORT_MAP_DEFAULT \{([^}]*)\}", tcl)
     hp = dict(zip(m.group(1).split()[::2], m.group(1).split()[1::2]))
-    bundles = {o["bundle"]: p for p, o in m_axi_pragmas()}
-    assert set(bundles) <= set(hp)
-    param_bundle = next(b for b, p in bundles.items() if p == "params")
-    assert hp[param_bundle] == "0"
-    assert {hp[b] for b in bundles if b != param_bundle} == {"2"}
+    bundles = {p: o["bundle"] for p, o in m_axi_pragmas()}
+    assert set(bundles.values()) == set(hp)
+    assert hp[bundles["params"]] == "0" and hp[bundles["params2"]] == "2"
+    # Zynq-7000 (UG585): HP0/HP1 share DDR controller port 1, HP2/HP3 port 2
+    assert int(hp[bundles["params"]]) // 2 != int(hp[bundles["params2"]]) // 2
+    # input and scores never share an HP port (and its interconnect) with a parameter master
+    others = {hp[bundles[p]] for p in ("input", "scores")}
+    assert others.isdisjoint({hp[bundles["params"]], hp[bundles["params2"]]})
+
+
+def test_params2_is_the_last_argument_and_feeds_the_second_port_only():
+    sig = re.search(r"void\s+bnn_kernel\s*\(([^)]*)\)", strip_comments(read(KERNEL))).group(1)
+    args = [a.split()[-1].lstrip("*") for a in sig.split(",")]
+    assert args == ["params", "input", "scores", "n_images", "abi_id", "params2"]
+    assert top_pointer_widths()["params2"] == top_pointer_widths()["params"] == 64
+    opts = dict(m_axi_pragmas())
+    same = {k: v for k, v in opts["params"].items() if k != "bundle"}
+    assert {k: v for k, v in opts["params2"].items() if k != "bundle"} == same
+    assert opts["params2"]["bundle"] != opts["params"]["bundle"]
+    src = "".join(strip_comments(read(h)) for h in HEADERS)
+    # the port-1 readers are called with params2, the port-0 readers with params
+    for reader in (r"conv_weight_reader<CONV_PE,\s*", r"dense_weight_reader<"):
+        assert re.search(reader + r"0>\(params,", src), reader
+        assert re.search(reader + r"1>\(params2,", src), reader
+    assert re.search(r"same_header\(params, params2\)", strip_comments(read(KERNEL)))
 
 
 def _call_sites(src, func):
@@ -117,7 +140,13 @@ def test_one_call_site_per_engine():
     # the engines the conv_layer DATAFLOW region calls: once each
     conv = read(os.path.join(HLS, "include", "bnn_conv.hpp"))
     assert _call_sites(conv, "conv_compute<CONV_PE>") == 1
-    assert _call_sites(conv, "conv_weight_reader<CONV_PE>") == 1
+    assert _call_sites(conv, "conv_weight_reader<CONV_PE, 0>") == 1   # gmem0
+    assert _call_sites(conv, "conv_weight_reader<CONV_PE, 1>") == 1   # gmem3
+    # the dense layer: one engine fed by one reader per parameter port (DATAFLOW)
+    dense = read(os.path.join(HLS, "include", "bnn_dense.hpp"))
+    for func in ("dense_compute<BATCH>", "dense_stream<BATCH>", "dense_weight_reader<0>",
+                 "dense_weight_reader<1>"):
+        assert _call_sites(dense, func) == 1, func
 
 
 def _blocks(src):
@@ -180,4 +209,4 @@ def test_dense_threshold_loader_writes_one_entry_per_cycle():
     m = re.search(r"load_thresholds:\s*for", src)
     b = _enclosing(blocks, src.index("#pragma HLS PIPELINE II=1", m.end()))
     body = src[b[0]:b[1]]
-    assert len(re.findall(r"\w+\[[^\]]+\]\s*=(?!=)", body)) == 1, body
+    assert len(re.findall(r"\w+(?:\[[^\]]+\])+\s*=(?!=)", body)) == 1, body

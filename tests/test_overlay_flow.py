@@ -49,7 +49,7 @@ def board_config(board):
 def kernel_bundles():
     """The m_axi bundle names of the HLS top function, in order of first appearance."""
     if not os.path.isfile(KERNEL_CPP):
-        return ["gmem0", "gmem1", "gmem2"]
+        return ["gmem0", "gmem1", "gmem2", "gmem3"]
     with open(KERNEL_CPP) as f:
         src = f.read()
     bundles = []
@@ -109,9 +109,9 @@ def test_block_design(tmp_path, board, preset):
     kernel = "/bnn_kernel_0"
     assert rec["cells"][kernel].rsplit(":", 1)[0] == abi.KERNEL_VLNV.rsplit(":", 1)[0]
 
-    # every m_axi bundle reaches the HP port HP_PORT_MAP gives it: the parameters (gmem0) on
-    # HP0, input and scores on HP2 (HP0/HP1 and HP2/HP3 share a DDR port), one interconnect
-    # per used HP port
+    # every m_axi bundle reaches the HP port HP_PORT_MAP gives it: the parameters on HP0
+    # (gmem0) and HP2 (gmem3, ABI version 2; HP0/HP1 and HP2/HP3 share a DDR port), input and
+    # scores on HP1, one interconnect per used HP port
     hp_map = hp_port_map()
     hps, ics = {}, {}
     for b in kernel_bundles():
@@ -123,6 +123,11 @@ def test_block_design(tmp_path, board, preset):
     assert hps == {b: (f"{ps}/S_AXI_HP{hp_map[b]}" if zynq7 else f"{ps}/S_AXI_HP{hp_map[b]}_FPD")
                    for b in kernel_bundles()}
     assert hps["gmem0"].endswith(("S_AXI_HP0", "S_AXI_HP0_FPD"))
+    assert hps["gmem3"].endswith(("S_AXI_HP2", "S_AXI_HP2_FPD"))
+    assert hps["gmem1"] == hps["gmem2"] and hps["gmem1"].endswith(("S_AXI_HP1", "S_AXI_HP1_FPD"))
+    # each parameter master alone on its interconnect (1:1, no arbiter in the weight path)
+    for b in ("gmem0", "gmem3"):
+        assert [m for m in ics.values() if b in m] == [[b]]
     used = {int(hp_map[b]) for b in kernel_bundles()}
     assert len(ics) == len(used)
     for ic, members in ics.items():

@@ -10,6 +10,7 @@ pynq.DefaultIP / MMIO (REGISTER_RW path), pynq.allocate -> PynqBuffer (flush/inv
 freebuffer). Only the Device underneath is simulated.
 """
 import os
+import re
 import shutil
 
 import numpy as np
@@ -70,7 +71,8 @@ def test_board_backend_unchanged_on_simdevice(sim, small):
         np.testing.assert_array_equal(be.run(packed), expected)
         d = be.describe()
         assert d["board"] == "Pynq-Z2" and d["bitstream"] == FIXTURE_BITSTREAM
-        assert d["abi_id"].startswith("0x424e0001") and d["pynq_version"] == pynq.__version__
+        assert d["abi_id"].startswith(f"0x{abi.ABI_ID:08x}")
+        assert d["pynq_version"] == pynq.__version__
         assert sim.memory.live_allocations == 3
         assert not sim.log.violations and not sim.log.errors
         assert any(e[0] == "flush" for e in sim.log.events)      # PynqBuffer.flush reached us
@@ -112,11 +114,25 @@ def test_timeout_then_reset_reloads_the_overlay(sim, small):
 
 
 def test_wrong_id_through_pynq(sim, small):
-    sim.kernel_model.faults.wrong_id = 0x424E0007
+    sim.kernel_model.faults.wrong_id = 0x424E0001            # a version-1 kernel
     with open_backend("pynq", overlay=FIXTURE_BITSTREAM) as be:
-        with pytest.raises(HardwareError, match="0x424e0007.*0x424e0001"):
+        with pytest.raises(HardwareError, match=r"0x424e0001 .*version 1.*0x424e0002 .*version 2"):
             be.load(small[0])
     assert sim.memory.live_allocations == 0
+
+
+def test_version1_hwh_is_refused_before_any_start(sim, tmp_path):
+    """A version-1 bitstream's .hwh has no params2 registers (ABI 2 appended them after
+    abi_id_ctrl): the pynq backend refuses it at open, naming the missing registers, before
+    the driver could start a kernel whose second parameter pointer it cannot set."""
+    hwh = open(os.path.splitext(FIXTURE_BITSTREAM)[0] + ".hwh").read()
+    v1 = re.sub(r'\n *<REGISTER NAME="params2_[12]">.*?</REGISTER>', "", hwh, flags=re.S)
+    assert 'NAME="params2' not in v1 and v1.count("<REGISTER ") == hwh.count("<REGISTER ") - 2
+    (tmp_path / "v1.hwh").write_text(v1)
+    shutil.copy(FIXTURE_BITSTREAM, tmp_path / "v1.bit")
+    with pytest.raises(HardwareError, match=r"params2_1 missing \(abi.py: 0x44\); "
+                                            r"params2_2 missing \(abi.py: 0x48\)"):
+        open_backend("pynq", overlay=str(tmp_path / "v1.bit"))
 
 
 def test_register_map_mismatch_is_refused(sim, tmp_path):

@@ -94,6 +94,7 @@ def test_never_done_during_the_load_probe_frees_everything(monkeypatch):
 
 
 @pytest.mark.parametrize("wrong,match", [
+    (0x424E0001, r"version 1\).*version 2\)"),   # a version-1 bitstream, this ABI 2 driver
     (abi.ABI_ID + 1, "version"),
     (0xDEADBEEF, "not a pynq-bnn kernel"),
     (0, "not a pynq-bnn kernel"),

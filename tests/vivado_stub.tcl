@@ -9,7 +9,7 @@
 #   tclsh vivado_stub.tcl <record.json> <script> <args...>
 #
 # Environment: STUB_BOARD_PARTS (board parts "installed"), STUB_KERNEL_MAXI (kernel m_axi
-# bundle names, default "gmem0 gmem1 gmem2"), STUB_IO_PLL_MHZ (IO PLL the PS7 reports, default: 1000
+# bundle names, default "gmem0 gmem1 gmem2 gmem3"), STUB_IO_PLL_MHZ (IO PLL the PS7 reports, default: 1000
 # with a board preset or a 50 MHz crystal, else 1600), STUB_WNS (timing slack, default 0.25).
 
 set ::record_file [lindex $argv 0]
@@ -173,7 +173,7 @@ proc create_bd_cell {args} {
     switch -glob $vlnv {
         *:bnn_kernel:* {
             add_pin $cell s_axi_control intf mode Slave
-            foreach b [env_or STUB_KERNEL_MAXI "gmem0 gmem1 gmem2"] {
+            foreach b [env_or STUB_KERNEL_MAXI "gmem0 gmem1 gmem2 gmem3"] {
                 add_pin $cell m_axi_$b intf mode Master vlnv xilinx.com:interface:aximm_rtl:1.0
             }
             add_pin $cell ap_clk net type clk

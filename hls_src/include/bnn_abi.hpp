@@ -19,8 +19,8 @@ namespace abi {
 
 // ---- parameter image layout
 constexpr unsigned ABI_MAGIC = 0x424Eu;                 // "BN"
-constexpr unsigned ABI_VERSION = 1u;
-constexpr unsigned ABI_ID = 0x424E0001u;                // (ABI_MAGIC << 16) | ABI_VERSION
+constexpr unsigned ABI_VERSION = 2u;
+constexpr unsigned ABI_ID = 0x424E0002u;                // (ABI_MAGIC << 16) | ABI_VERSION
 constexpr unsigned HEADER_WORDS = 8u;                   // word 0: ABI_ID | n_layers << 32; word 1: total words
 constexpr unsigned DESCRIPTOR_WORDS = 8u;               // per binary layer
 constexpr unsigned DESCRIPTOR_BASE = 8u;
@@ -70,6 +70,8 @@ constexpr unsigned REG_SCORES_HI = 0x2Cu;               // scores_2
 constexpr unsigned REG_N_IMAGES = 0x34u;                // n_images
 constexpr unsigned REG_ABI_ID = 0x3Cu;                  // abi_id
 constexpr unsigned REG_ABI_ID_CTRL = 0x40u;             // abi_id_ctrl
+constexpr unsigned REG_PARAMS2_LO = 0x44u;              // params2_1
+constexpr unsigned REG_PARAMS2_HI = 0x48u;              // params2_2
 constexpr unsigned REGISTER_SPAN = 0x10000u;            // address range the Vivado flow assigns
 
 // ---- CTRL register bits

@@ -24,11 +24,15 @@
  *    regions of it (bnn_plan.hpp), which is what lets one conv_layer call site serve every
  *    layer and lets conv5/conv6 hold a whole chunk of images (weights reused across images).
  *    2 x 8192 x 64 bits = 2 x 16 BRAM36.
- *  - Dense engine: DENSE_BATCH = 16 images share every weight word read from DDR. Its input
+ *  - Dense engine: DENSE_BATCH = 16 units; a chunk of more than 8 images shares every weight
+ *    word among 16 images (one row per cycle), a smaller chunk runs two rows per cycle on 8
+ *    units each, one weight word from each parameter port (gmem0, gmem3). Its input
  *    (fc1's 128 words) and the hidden layers' ping-pong (16 + 16 words) are regions of one
  *    buffer partitioned by image: 16 x 1 BRAM36, one dense_layer call site.
  *  - DDR: every m_axi port bursts 16 beats (Zynq-7000 HP ports are AXI3: ARLEN <= 15; ZU+ AFI
- *    also splits into 16-beat bursts), several outstanding (src/bnn_kernel.cpp).
+ *    also splits into 16-beat bursts), several outstanding (src/bnn_kernel.cpp); the weights
+ *    stream through two parameter ports at once (params on gmem0 / HP0, params2 on gmem3 /
+ *    HP2: ABI version 2).
  */
 #ifndef BNN_CONFIG_HPP
 #define BNN_CONFIG_HPP

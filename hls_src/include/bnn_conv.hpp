@@ -5,9 +5,10 @@
  *
  * One call of conv_layer = one "conv job": one layer over one image, or over every image of
  * the chunk (bnn_plan.hpp), in group steps. Step s computes filter group s from one half of
- * the weight double buffer while conv_weight_reader (bnn_ddr.hpp, DATAFLOW producer) streams
- * the next group into the other half: group s + 1 of this layer, or, in the last step, group 0
- * of the next job's layer (the prefetch across layers). The weight buffer and the thresholds
+ * the weight double buffer while the two conv_weight_readers (bnn_ddr.hpp, DATAFLOW producers,
+ * one per parameter port: filters 0-31 through gmem0, 32-63 through gmem3) stream the next
+ * group into the other half: group s + 1 of this layer, or, in the last step, group 0 of the
+ * next job's layer (the prefetch across layers). The weight buffer and the thresholds
  * therefore live in the top level, across calls; the top has one conv_layer call site.
  */
 #ifndef BNN_CONV_HPP
@@ -50,7 +51,10 @@ struct ConvJob {
  * pair the sums are thresholded (prepared entries: neg ^ (sum >= t')); with a pool the two
  * words are combined (OR for direction +1, AND for -1) with the other row of the window.
  *
- * \param wstream weights and thresholds, step by step (conv_weight_reader)
+ * \param ws0     weights of filters 0 .. PE/2-1 then the thresholds, step by step
+ *                (conv_weight_reader<PE, 0>, gmem0)
+ * \param ws1     weights of filters PE/2 .. PE-1 (conv_weight_reader<PE, 1>, gmem3): the
+ *                load side writes two banks per cycle, one word from each stream
  * \param wbuf    weight double buffer, [filter][half * MAX_FILTER_WORDS + tap word]
  * \param next_t, next_neg  prepared thresholds of the group loaded last (kept across calls:
  *                the group a step computes takes them over at the step's start)
@@ -62,7 +66,8 @@ struct ConvJob {
  * \param next    the layer whose group 0 the last step loads (has_next)
  */
 template <unsigned PE>
-void conv_compute(hls::stream<Word>& wstream, Word wbuf[PE][2 * MAX_FILTER_WORDS],
+void conv_compute(hls::stream<Word>& ws0, hls::stream<Word>& ws1,
+                  Word wbuf[PE][2 * MAX_FILTER_WORDS],
                   Sum next_t[PE], bool next_neg[PE], ap_uint<1> half,
                   Word act_e[ACT_BANK_WORDS], Word act_o[ACT_BANK_WORDS], const ConvJob job,
                   unsigned steps, const LayerDesc next, bool has_next) {
@@ -105,7 +110,9 @@ conv_steps:
         const bool own = job.valid && s + 1 < steps;
         const bool load = own || has_next;
         const unsigned lfw = own ? fw : fw_next;
-        const unsigned n_wload = load ? PE * lfw : 0;
+        // load iterations: two weight words per cycle (one per port, filters lpe and
+        // lpe + PE / 2), then the PE / 2 threshold words from port 0
+        const unsigned n_wload = load ? (PE / 2) * lfw : 0;
         const unsigned nl = load ? n_wload + PE / 2 : 0;
         const unsigned nc = n_comp;
         const unsigned n = nc > nl ? nc : nl;
@@ -124,8 +131,9 @@ conv_steps:
             negmask[pe] = next_neg[pe];
         }
 
-        // ESTIMATE: the step lasts max(compute, load at 90% of the HP port); a load-bound
-        // step also pays the reader's two burst starts (weights, thresholds).
+        // ESTIMATE: the step lasts max(compute, load at 90% of an HP port, nl being the words
+        // of the busier port, 0); a load-bound step also pays port 0's two burst starts
+        // (weights, thresholds).
         if (est::hp_cycles(nl) > nc) {
             BNN_EST_CYCLES(est::hp_cycles(nl) - n + 2 * est::DDR_LATENCY);
         }
@@ -151,11 +159,19 @@ conv_steps:
 #pragma HLS DEPENDENCE variable=act_e type=inter dependent=false
 #pragma HLS DEPENDENCE variable=act_o type=inter dependent=false
             BNN_EST_TICK(est_loop);
-            // ---- load side: the next group's weights, then its thresholds ----
+            // ---- load side: the next group's weights (two banks per cycle), then its
+            // thresholds ----
             if (i < nl) {
-                const Word v = wstream.read();
+                const Word v = ws0.read();
                 if (i < n_wload) {
-                    wbuf[lpe][lbase + lt] = v;
+                    const Word v1 = ws1.read();
+                conv_load_banks:
+                    for (unsigned pe = 0; pe < PE; ++pe) {
+#pragma HLS UNROLL
+                        // one write statement per bank (constant index): banks pe and
+                        // pe + PE / 2 are written in the same cycle, from the two ports
+                        if (pe % (PE / 2) == lpe) wbuf[pe][lbase + lt] = pe < PE / 2 ? v : v1;
+                    }
                     if (lt + 1 == lfw) { lt = 0; ++lpe; } else { ++lt; }
                 } else {
                     const ThresholdEntry e0 = prepare_threshold(unpack_threshold(v, 0));
@@ -286,25 +302,30 @@ conv_steps:
 }
 
 /**
- * \brief One conv engine call: weight reader and conv engine as a DATAFLOW pair (canonical:
- *        only the stream and the two process calls; the caller computes \p steps).
- * \param params parameter image (m_axi gmem0)
+ * \brief One conv engine call: two weight readers (one per parameter port) and the conv
+ *        engine as a DATAFLOW region (canonical: only the streams and the three process calls;
+ *        the caller computes \p steps).
+ * \param params  parameter image (m_axi gmem0)
+ * \param params2 the same image through the second port (m_axi gmem3)
  * \param job    the layer and images to compute (job.valid false: only preload \p next)
  * \param steps  group steps: job.d.cout / CONV_PE, or 1 for the preload
  * \param next   the layer of the next job, whose first group is prefetched (has_next)
  */
-inline void conv_layer(const Word* params, const ConvJob job, unsigned steps,
-                       const LayerDesc next, bool has_next,
+inline void conv_layer(const Word* params, const Word* params2, const ConvJob job,
+                       unsigned steps, const LayerDesc next, bool has_next,
                        Word wbuf[CONV_PE][2 * MAX_FILTER_WORDS], Sum next_t[CONV_PE],
                        bool next_neg[CONV_PE], ap_uint<1> half, Word act_e[ACT_BANK_WORDS],
                        Word act_o[ACT_BANK_WORDS]) {
 #pragma HLS INLINE off
 #pragma HLS DATAFLOW
-    hls::stream<Word> wstream("conv_weights");
-#pragma HLS STREAM variable=wstream depth=32  // WEIGHT_FIFO_DEPTH: two 16-beat bursts
-    conv_weight_reader<CONV_PE>(params, job.d, job.valid, steps, next, has_next, wstream);
-    conv_compute<CONV_PE>(wstream, wbuf, next_t, next_neg, half, act_e, act_o, job, steps, next,
-                          has_next);
+    hls::stream<Word> ws0("conv_weights_gmem0");
+#pragma HLS STREAM variable=ws0 depth=32  // WEIGHT_FIFO_DEPTH: two 16-beat bursts
+    hls::stream<Word> ws1("conv_weights_gmem3");
+#pragma HLS STREAM variable=ws1 depth=32
+    conv_weight_reader<CONV_PE, 0>(params, job.d, job.valid, steps, next, has_next, ws0);
+    conv_weight_reader<CONV_PE, 1>(params2, job.d, job.valid, steps, next, has_next, ws1);
+    conv_compute<CONV_PE>(ws0, ws1, wbuf, next_t, next_neg, half, act_e, act_o, job, steps,
+                          next, has_next);
 }
 
 }  // namespace bnn

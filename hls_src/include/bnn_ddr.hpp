@@ -3,8 +3,9 @@
  * \brief DDR movers: every m_axi access of the kernel is in one of these burst loops (one
  *        64-bit word per cycle, sequential addresses, no conditional accesses).
  *
- * Ports: gmem0 = parameter image (descriptors, weights, thresholds); gmem1 = input;
- * gmem2 = scores (one data width and one option set per bundle: src/bnn_kernel.cpp).
+ * Ports: gmem0 = parameter image (descriptors, thresholds, half of the weights); gmem3 = the
+ * same image (the other half of the weights); gmem1 = input; gmem2 = scores (one data width
+ * and one option set per bundle: src/bnn_kernel.cpp).
  */
 #ifndef BNN_DDR_HPP
 #define BNN_DDR_HPP
@@ -72,45 +73,56 @@ struct LoadTarget {
 };
 
 /**
- * \brief Producer of a conv engine call: streams, per group step, the weights of the group
- *        being loaded (CONV_PE x 9 x Cin/64 words, contiguous in DDR) then its thresholds
- *        (CONV_PE / 2 words). Runs concurrently with conv_compute (DATAFLOW).
+ * \brief Producer of a conv engine call, one per parameter port (DATAFLOW, concurrent with
+ *        conv_compute): per group step, the weights of half of the group being loaded,
+ *        filters [PORT * PE / 2, (PORT + 1) * PE / 2) (PE / 2 x 9 x Cin/64 words, contiguous
+ *        in DDR), and on port 0 then the group's thresholds (PE / 2 words).
  *
- * Step s of a call with \p steps steps loads group s + 1 of \p cur, or, after the last group,
- * group 0 of \p next (the prefetch across layers); a call without a current layer (the
- * preload) has one step that loads group 0 of \p next. Running offsets, no multiplies.
- * \tparam PE filters per group
+ * Port 0 reads through params (m_axi gmem0), port 1 through params2 (gmem3, the same image):
+ * the two halves of a group stream on two HP ports at once, so a load-bound group step takes
+ * half the time. Step s of a call with \p steps steps loads group s + 1 of \p cur, or, after
+ * the last group, group 0 of \p next (the prefetch across layers); a call without a current
+ * layer (the preload) has one step that loads group 0 of \p next. Running offsets, no
+ * multiplies.
+ * \tparam PE   filters per group
+ * \tparam PORT 0: first half + thresholds (gmem0), 1: second half (gmem3)
  */
-template <unsigned PE>
+template <unsigned PE, unsigned PORT>
 void conv_weight_reader(const Word* params, const LayerDesc cur, bool has_cur, unsigned steps,
                         const LayerDesc next, bool has_next, hls::stream<Word>& out) {
 #pragma HLS INLINE off
-    BNN_EST_BG_LOOP(est_w, "conv_weight_reader", "gmem0");
+    BNN_EST_BG_LOOP(est_w, PORT ? "conv_weight_reader_gmem3" : "conv_weight_reader_gmem0",
+                    PORT ? "gmem3" : "gmem0");
     BNN_EST_BG_LOOP(est_t, "conv_threshold_reader", "gmem0");
-    const unsigned cur_gwords = PE * 9 * (cur.cin / WORD_BITS);
-    const unsigned next_gwords = PE * 9 * (next.cin / WORD_BITS);
-    ap_uint<32> woff = cur.w_off + cur_gwords, toff = cur.t_off + PE / 2;  // group 1 of cur
+    const unsigned cur_gwords = PE * 9 * (cur.cin / WORD_BITS);     // a whole group
+    const unsigned cur_hwords = (PE / 2) * 9 * (cur.cin / WORD_BITS);   // half a group
+    const unsigned next_hwords = (PE / 2) * 9 * (next.cin / WORD_BITS);
+    // this port's half of group 1 of cur
+    ap_uint<32> woff = cur.w_off + cur_gwords + (PORT ? cur_hwords : 0u);
+    ap_uint<32> toff = cur.t_off + PE / 2;
 reader_steps:
     for (unsigned s = 0; s < steps; ++s) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=8 avg=4
         const bool own = has_cur && s + 1 < steps;  // group s + 1 of the current layer
         const bool pre = !own && has_next;          // group 0 of the next layer
         if (!own && !pre) continue;
-        const ap_uint<32> wo = own ? woff : next.w_off;
+        const ap_uint<32> wo = own ? woff : ap_uint<32>(next.w_off + (PORT ? next_hwords : 0u));
         const ap_uint<32> to = own ? toff : next.t_off;
-        const unsigned gwords = own ? cur_gwords : next_gwords;
+        const unsigned hwords = own ? cur_hwords : next_hwords;
     read_weights:
-        for (unsigned i = 0; i < gwords; ++i) {
+        for (unsigned i = 0; i < hwords; ++i) {
 #pragma HLS PIPELINE II=1
-#pragma HLS LOOP_TRIPCOUNT min=576 max=4608 avg=2304
+#pragma HLS LOOP_TRIPCOUNT min=288 max=2304 avg=1152
             BNN_EST_TICK(est_w);
             out.write(params[wo + i]);
         }
-    read_thresholds:
-        for (unsigned j = 0; j < PE / 2; ++j) {
+        if (PORT == 0) {
+        read_thresholds:
+            for (unsigned j = 0; j < PE / 2; ++j) {
 #pragma HLS PIPELINE II=1
-            BNN_EST_TICK(est_t);
-            out.write(params[to + j]);
+                BNN_EST_TICK(est_t);
+                out.write(params[to + j]);
+            }
         }
         woff += cur_gwords;
         toff += PE / 2;
@@ -118,23 +130,49 @@ reader_steps:
 }
 
 /**
- * \brief Burst-read the thresholds of a hidden dense layer, one packed word (two prepared
- *        entries, prepare_threshold) per cycle into a table of words: one write per cycle to
- *        a plain BRAM (II = 1; the former two-entries-per-cycle table needed II = 2).
+ * \brief Burst-read the thresholds of a hidden dense layer, one packed word (two entries,
+ *        prepared: prepare_threshold_pair) per cycle, into the table of the engine half that
+ *        computes those outputs: outputs < \p split into thr[0], the rest into thr[1] (each
+ *        a plain BRAM18, one write per cycle: II = 1; the dense engine reads both per cycle).
  * \param params parameter image (m_axi gmem0)
  * \param d      the dense layer (not the last)
- * \param thr    prepared entries, word j = outputs 2j (bits 0-31) and 2j+1 (bits 32-63)
+ * \param split  outputs read through gmem0 (dense_rows_port0; even)
+ * \param thr    thr[h][j] = the two outputs of word j of half h (entry 0 the even output)
  */
-inline void load_dense_thresholds(const Word* params, const LayerDesc d,
-                                  Word thr[MAX_DENSE_OUT / 2]) {
+inline void load_dense_thresholds(const Word* params, const LayerDesc d, unsigned split,
+                                  ThresholdPair thr[2][MAX_DENSE_OUT / 2]) {
 #pragma HLS INLINE off
     BNN_EST_DDR_LOOP(est_loop, "load_dense_thresholds", 3, "gmem0");
+    const unsigned hw = split / 2;  // words of half 0
+    unsigned h = 0, j = 0;
 load_thresholds:
-    for (unsigned j = 0; j < unsigned(d.cout) / 2; ++j) {
+    for (unsigned i = 0; i < unsigned(d.cout) / 2; ++i) {
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT min=32 max=512 avg=512
         BNN_EST_TICK(est_loop);
-        thr[j] = prepare_threshold_word(params[d.t_off + j]);
+        thr[h][j] = prepare_threshold_pair(params[d.t_off + i]);
+        if (h == 0 && j + 1 == hw) { h = 1; j = 0; } else { ++j; }
+    }
+}
+
+/**
+ * \brief Stream \p n consecutive words of the parameter image from word \p off: one
+ *        dense weight reader per parameter port (DATAFLOW producer of dense_compute). One
+ *        linear burst loop, so each port's reads are one sequential burst stream.
+ * \param params the image through this reader's port (gmem0 or gmem3)
+ */
+template <unsigned PORT>
+void dense_weight_reader(const Word* params, ap_uint<32> off, unsigned n,
+                         hls::stream<Word>& out) {
+#pragma HLS INLINE off
+    BNN_EST_BG_LOOP(est_w, PORT ? "dense_weight_reader_gmem3" : "dense_weight_reader_gmem0",
+                    PORT ? "gmem3" : "gmem0");
+read_dense_weights:
+    for (unsigned i = 0; i < n; ++i) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=32 max=65536 avg=8192
+        BNN_EST_TICK(est_w);
+        out.write(params[off + i]);
     }
 }
 
@@ -144,20 +182,36 @@ load_thresholds:
  * \param offset  element offset of the chunk's first score
  * \param n_img   images in the chunk
  * \param n_cls   classes
- * \param sbuf    scores of the chunk, [image][class]
+ * \param split   classes whose rows came through gmem0 (dense_rows_port0 of the last layer):
+ *                class c < split of image k is sbuf[k][c]; c >= split (the engine's two-row
+ *                mode, n_img <= DENSE_BATCH / 2) is sbuf[k + DENSE_BATCH / 2][c - split]
+ * \param sbuf    scores of the chunk, one bank per dense unit
  */
 inline void write_scores(Score* scores, ap_uint<64> offset, unsigned n_img, unsigned n_cls,
-                         const Score sbuf[DENSE_BATCH][MAX_CLASSES]) {
+                         unsigned split, const Score sbuf[DENSE_BATCH][MAX_CLASSES]) {
 #pragma HLS INLINE off
     BNN_EST_DDR_WRITE_LOOP(est_loop, "write_scores", 2, "gmem2");
-    unsigned img = 0, c = 0;
+    unsigned img = 0, c = 0, bank = 0, idx = 0;
 write_scores_loop:
     for (unsigned i = 0; i < n_img * n_cls; ++i) {
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT min=2 max=1024 avg=160
         BNN_EST_TICK(est_loop);
-        scores[offset + i] = sbuf[img][c];
-        if (c + 1 == n_cls) { c = 0; ++img; } else { ++c; }
+        scores[offset + i] = sbuf[bank][idx];
+        if (c + 1 == n_cls) {
+            c = 0;
+            ++img;
+            bank = img;
+            idx = 0;
+        } else {
+            ++c;
+            if (c == split) {  // the classes of the second row half
+                bank = img + DENSE_BATCH / 2;
+                idx = 0;
+            } else {
+                ++idx;
+            }
+        }
     }
 }
 

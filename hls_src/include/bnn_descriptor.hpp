@@ -151,6 +151,16 @@ check_layers:
     return true;
 }
 
+/**
+ * \brief True if the second parameter port (params2, m_axi gmem3) shows the same two header
+ *        words (ABI id | layers, total words) as params: the driver passes one buffer twice
+ *        (ABI version 2). An unset or wrong params2 is refused like a corrupted image (abi_id
+ *        written, nothing computed), before any weight is read through it.
+ */
+inline bool same_header(const Word* params, const Word* params2) {
+    return params2[0] == params[0] && params2[1] == params[1];
+}
+
 }  // namespace bnn
 
 #endif  // BNN_DESCRIPTOR_HPP

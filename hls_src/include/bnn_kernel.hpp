@@ -20,17 +20,21 @@
 /**
  * \brief Run the binary layers of a network over a batch of images (one ap_ctrl_hs start).
  *
- * \param params   parameter image (pynq_bnn/abi.py build_param_image): header, descriptor
- *                 table, weights, thresholds. m_axi gmem0.
+ * \param params   parameter image (pynq_bnn/spec/abi.py build_param_image): header,
+ *                 descriptor table, weights, thresholds. m_axi gmem0.
  * \param input    packed layer-1 output, uint64 [n_images][H][W][C1/64]. m_axi gmem1.
  * \param scores   raw scores, int32 [n_images][n_classes]. m_axi gmem2.
  * \param n_images images in the batch; 0 only reports the ABI id.
  * \param abi_id   ABI_ID, written at every start (s_axilite output register).
+ * \param params2  the same parameter image (the driver passes the buffer twice), read through
+ *                 a second master, m_axi gmem3 (HP2): half of the weight rows and filters.
+ *                 Last in the signature, so its registers follow abi_id_ctrl (ABI version 2).
  *
  * A parameter image whose header or descriptor table fails the checks of
- * bnn::read_descriptors is not run: abi_id is written, scores are left untouched.
+ * bnn::read_descriptors, or whose params2 header differs (bnn::same_header), is not run:
+ * abi_id is written, scores are left untouched.
  */
 void bnn_kernel(const bnn::Word* params, const bnn::Word* input, bnn::Score* scores,
-                bnn::U32 n_images, bnn::U32* abi_id);
+                bnn::U32 n_images, bnn::U32* abi_id, const bnn::Word* params2);
 
 #endif  // BNN_KERNEL_HPP

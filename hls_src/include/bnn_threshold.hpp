@@ -56,15 +56,29 @@ inline ThresholdEntry prepare_threshold(const ThresholdEntry& e) {
     return r;
 }
 
-/// \brief Both entries of a threshold word, prepared, repacked in the same layout
-///        (t' in bits 0-15, the direction bit in bit 23 of each half).
-inline Word prepare_threshold_word(const Word& w) {
+/// Two prepared threshold entries in 34 bits (what the dense threshold tables hold): entry h
+/// at bits 17h .. 17h + 16, t' in the low 16 bits and the direction bit above it. 512 pairs
+/// fit one BRAM18 (512 x 36), where 64-bit words would take a whole BRAM36.
+using ThresholdPair = ap_uint<34>;
+
+/// \brief Both entries of a threshold word, prepared (prepare_threshold), as a ThresholdPair.
+inline ThresholdPair prepare_threshold_pair(const Word& w) {
 #pragma HLS INLINE
     const ThresholdEntry q0 = prepare_threshold(unpack_threshold(w, 0));
     const ThresholdEntry q1 = prepare_threshold(unpack_threshold(w, 1));
-    const ap_uint<32> e0 = (ap_uint<32>(q0.neg) << 23) | ap_uint<32>(ap_uint<16>(q0.t));
-    const ap_uint<32> e1 = (ap_uint<32>(q1.neg) << 23) | ap_uint<32>(ap_uint<16>(q1.t));
-    return (Word(e1) << 32) | Word(e0);
+    const ap_uint<17> e0 = (ap_uint<17>(q0.neg) << 16) | ap_uint<17>(ap_uint<16>(q0.t));
+    const ap_uint<17> e1 = (ap_uint<17>(q1.neg) << 16) | ap_uint<17>(ap_uint<16>(q1.t));
+    return (ThresholdPair(e1) << 17) | ThresholdPair(e0);
+}
+
+/// \brief Entry \p half (0 or 1) of a ThresholdPair, ready for threshold_bit_prepared.
+inline ThresholdEntry unpack_prepared(const ThresholdPair& p, unsigned half) {
+#pragma HLS INLINE
+    const ap_uint<17> e = half ? ap_uint<17>(p(33, 17)) : ap_uint<17>(p(16, 0));
+    ThresholdEntry r;
+    r.t = Sum(ap_int<16>(e(15, 0)));
+    r.neg = e[16] == 1;
+    return r;
 }
 
 /// \brief The integer rule on a prepared entry (prepare_threshold): neg ^ (sum >= t').

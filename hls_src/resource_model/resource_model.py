@@ -70,7 +70,7 @@ def config():
 def m_axi_ports():
     """[(port, bundle, width, {options})] from the INTERFACE pragmas of src/bnn_kernel.cpp."""
     src = open(os.path.join(HLS, "src", "bnn_kernel.cpp")).read()
-    widths = {"params": 64, "input": 64, "scores": 32}  # Word, Word, Score (bnn_types.hpp)
+    widths = {"params": 64, "params2": 64, "input": 64, "scores": 32}  # Word / Score
     out = []
     for line in re.findall(r"#pragma HLS INTERFACE m_axi([^\n]*)", src):
         o = dict(re.findall(r"(\w+)=(\S+)", line))
@@ -101,7 +101,9 @@ def model(measured_path: str = os.path.join(HERE, "measured.json")) -> dict:
         lut=u["LUT"], ff=u["FF"])
     u = units["dense_unit"]
     add("dense XNOR-popcount-accumulate-threshold array", "MEASURED",
-        f"{batch} images x dense_unit: {u['LUT']} LUT, {u['CARRY4']} CARRY4, {u['FF']} FF each",
+        f"{batch} units x dense_unit: {u['LUT']} LUT, {u['CARRY4']} CARRY4, {u['FF']} FF each "
+        f"(one row x {batch} images per cycle, or two rows x {batch // 2} images: the same "
+        f"units, not a second array)",
         lut=batch * u["LUT"], ff=batch * u["FF"], carry4=batch * u["CARRY4"])
 
     # ---- SHAPE: on-chip buffers ----
@@ -115,18 +117,19 @@ def model(measured_path: str = os.path.join(HERE, "measured.json")) -> dict:
     dw = c["DENSE_BUF_WORDS"]
     add("dense buffer (fc1 input + hidden ping-pong)", "SHAPE",
         f"{batch} banks (one per image) x {dw} x 64 bit", bram36=batch * bram36_for(dw, 64))
-    add("dense thresholds", "SHAPE",
-        f"{c['MAX_DENSE_OUT'] // 2} x 64 bit (two prepared entries per word)",
-        bram36=bram36_for(c["MAX_DENSE_OUT"] // 2, 64))
+    add("dense thresholds (two row halves)", "SHAPE",
+        f"2 tables x {c['MAX_DENSE_OUT'] // 2} x 34 bit (two prepared 17-bit entries per "
+        f"word): one 512x36 BRAM18 each", bram36=2 * bram36_for(c["MAX_DENSE_OUT"] // 2, 34))
     sb_bits = c["MAX_CLASSES"] * 32
     add("scores of a chunk (LUTRAM)", "SHAPE",
-        f"{batch} banks x {c['MAX_CLASSES']} x 32 bit in RAM64M (64 x 3 bit per 4 LUT): "
-        f"{batch} x ceil(32 / 3) x 4 LUT", lut=batch * math.ceil(32 / 3) * 4)
+        f"{batch} banks (one per dense unit) x {c['MAX_CLASSES']} x 32 bit in RAM64M "
+        f"(64 x 3 bit per 4 LUT): {batch} x ceil(32 / 3) x 4 LUT",
+        lut=batch * math.ceil(32 / 3) * 4)
     del sb_bits
-    add("conv weight stream FIFO", "SHAPE",
-        f"{c['WEIGHT_FIFO_DEPTH']} x 64 bit: shift-register LUTs (SRLC32E, 1 LUT per bit "
-        f"for depth <= 32)", lut=64 if c["WEIGHT_FIFO_DEPTH"] <= 32 else 0,
-        bram36=0 if c["WEIGHT_FIFO_DEPTH"] <= 32 else bram36_for(c["WEIGHT_FIFO_DEPTH"], 64))
+    fd = c["WEIGHT_FIFO_DEPTH"]
+    add("weight stream FIFOs (conv x 2, dense x 2: one per parameter port)", "SHAPE",
+        f"4 x {fd} x 64 bit: shift-register LUTs (SRLC32E, 1 LUT per bit for depth <= 32)",
+        lut=4 * 64 if fd <= 32 else 0, bram36=0 if fd <= 32 else 4 * bram36_for(fd, 64))
     for port, bundle, width, o in m_axi_ports():
         rd = int(o["num_read_outstanding"]) * int(o["max_read_burst_length"])
         wr = int(o["num_write_outstanding"]) * int(o["max_write_burst_length"])
@@ -143,26 +146,40 @@ def model(measured_path: str = os.path.join(HERE, "measured.json")) -> dict:
             bram36=b)
 
     # ---- ASSUMED: what no tool here can measure ----
-    add("m_axi adapters (3)", "ASSUMED",
+    n_maxi = len(m_axi_ports())
+    add(f"m_axi adapters ({n_maxi})", "ASSUMED",
         "Vitis HLS m_axi adapter logic (request FIFOs, burst counters, AXI3-length "
         "splitting), about 1,000 LUT / 1,400 FF each for a one-direction 16-beat port; "
-        "not measured here", lut=3 * 1000, ff=3 * 1400)
+        "not measured here", lut=n_maxi * 1000, ff=n_maxi * 1400)
     add("AXI-Lite control + ap_ctrl_hs", "ASSUMED",
-        "7 argument registers (3 x 64-bit, 2 x 32-bit), address decode, interrupt logic",
-        lut=300, ff=450)
+        "10 argument registers (4 x 64-bit pointers, n_images, abi_id with ap_vld), address "
+        "decode, interrupt logic", lut=350, ff=520)
+    add("parameter weight readers (conv x 2, dense x 2)", "ASSUMED",
+        "per reader a 32-bit address adder, a loop counter and its compare (~100 LUT, "
+        "~100 FF); the port-1 readers are the second port's cost besides its adapter",
+        lut=4 * 100, ff=4 * 100)
     add("conv address and control logic", "ASSUMED",
         "the conv_step counters and adders (about 20 values of <= 16 bit: ~320 LUT), "
         "the even/odd input swap (2 x 64 LUT), output word select (2 x 64 LUT), weight bank "
         "write decode (64 LUT), threshold load decode + 2 incrementers (~100 LUT)",
         lut=320 + 128 + 128 + 64 + 100, ff=64 * 17 * 2 + 400)
     add("dense control, output bit packing", "ASSUMED",
-        "threshold read + unpack (~40 LUT), 16 x 64 output bit registers with a shared 64-way "
-        "enable decode (64 LUT), counters (~60 LUT)", lut=40 + 64 + 60, ff=16 * 64 + 100)
+        "threshold read + unpack of both row halves (2 x ~40 LUT), 16 x 64 output bit "
+        "registers with a shared 64-way enable decode (64 LUT), counters (~60 LUT)",
+        lut=2 * 40 + 64 + 60, ff=16 * 64 + 100)
+    half = batch // 2
+    add("dense two-row mode routing", "ASSUMED",
+        f"the upper {half} units take the lower images' input word ({half} x 64-bit 2:1 mux, "
+        f"LUT6_2: 32 LUT each) and the gmem3 weight word (one 64-bit 2:1 mux, 32 LUT) and "
+        f"thresholds (17-bit mux, 9 LUT); the lower {half} banks' write data chooses the unit's "
+        f"word or the upper unit's word of the cycle before ({half} x 32 LUT); {half} x 64 "
+        f"pending-word registers", lut=half * 32 + 32 + 9 + half * 32, ff=half * 64 + 20)
     add("descriptor table, plan, loaders, top FSM", "ASSUMED",
         "16 descriptors x 134 bit as registers with a 16:1 read mux (~540 LUT), make_plan and "
         "descriptor checks (~400 LUT, small multiplies: up to 6 DSP48), load_input / flatten "
-        "counters (~150 LUT), slot FSM (~300 LUT)",
-        lut=540 + 400 + 150 + 300, ff=16 * 134 + 600, dsp=6)
+        "counters (~150 LUT), slot FSM (~300 LUT), the dense layer's rows x words of gmem0 "
+        "(one multiply per layer: 1 DSP48), the params2 header compare (2 x 64 bit, ~45 LUT)",
+        lut=540 + 400 + 150 + 300 + 45, ff=16 * 134 + 600, dsp=7)
     add("HLS pipeline registers in the popcount trees", "ASSUMED",
         "one register stage inside each of the 144 popcount trees at 100 MHz "
         "(11 x 3 bit after level 1)", ff=144 * 33)

@@ -4,7 +4,8 @@
  *        (make lib -> build/libbnn_kernel.so; loaded by pynq_bnn/hls_lib.py).
  *
  * The buffers are plain little-endian uint64 / int32 arrays as the driver allocates them;
- * they are copied to and from the ap_int types the kernel takes. Not for synthesis.
+ * they are copied to and from the ap_int types the kernel takes. The parameter image is
+ * passed as both params and params2, as the driver does on the board. Not for synthesis.
  */
 #include <cstdint>
 #include <cstring>
@@ -64,7 +65,7 @@ int bnn_kernel_run(const uint64_t* params, uint64_t params_words, const uint64_t
     std::vector<bnn::Word> p;
     bnn::U32 id = 0;
     if (n_images == 0) {
-        bnn_kernel(p.data(), nullptr, nullptr, 0, &id);
+        bnn_kernel(p.data(), nullptr, nullptr, 0, &id, p.data());
         *abi_id = uint32_t(id);
         return 0;
     }
@@ -75,7 +76,7 @@ int bnn_kernel_run(const uint64_t* params, uint64_t params_words, const uint64_t
     for (uint64_t i = 0; i < params_words; ++i) p[i] = params[i];
     bnn::Topology topo;
     if (!topology_of(p, topo)) {
-        bnn_kernel(p.data(), nullptr, nullptr, n_images, &id);  // refuses, writes abi_id
+        bnn_kernel(p.data(), nullptr, nullptr, n_images, &id, p.data());  // refuses
         *abi_id = uint32_t(id);
         return 1;
     }
@@ -88,7 +89,7 @@ int bnn_kernel_run(const uint64_t* params, uint64_t params_words, const uint64_t
     for (uint64_t i = 0; i < n_in; ++i) x[i] = input[i];
     std::vector<bnn::Score> s(n_sc);
     for (uint64_t i = 0; i < n_sc; ++i) s[i] = scores[i];
-    bnn_kernel(p.data(), x.data(), s.data(), n_images, &id);
+    bnn_kernel(p.data(), x.data(), s.data(), n_images, &id, p.data());  // params twice
     for (uint64_t i = 0; i < n_sc; ++i) scores[i] = int32_t(s[i].to_int());
     *abi_id = uint32_t(id);
     return 0;

@@ -20,13 +20,18 @@ std::string layer_label(unsigned l) { return "layer" + std::to_string(l); }
 using namespace bnn;
 
 void bnn_kernel(const Word* params, const Word* input, Score* scores, U32 n_images,
-                U32* abi_id) {
+                U32* abi_id, const Word* params2) {
     // ---- interfaces -------------------------------------------------------------------------
     // DDR masters, one data width and one option set per bundle (tests/test_hls_structure.py):
-    //   gmem0 (HP0): the parameter image (descriptors, weights, thresholds), 64-bit, read-only,
-    //                the bandwidth-critical port.
-    //   gmem1 (HP2): the input maps, 64-bit, read-only.
-    //   gmem2 (HP2, shared through one interconnect): the scores, 32-bit, write-only.
+    //   gmem0 (HP0): the parameter image: descriptors, thresholds, the first half of every
+    //                dense layer's rows and of every conv filter group; 64-bit, read-only.
+    //   gmem3 (HP2): the same parameter image again (params2: the driver passes the same
+    //                buffer), the second half of those rows and filters: the weight streams
+    //                run on two HP ports with separate DDR controller ports (ABI version 2).
+    //   gmem1 (HP1): the input maps, 64-bit, read-only.
+    //   gmem2 (HP1, shared through one interconnect): the scores, 32-bit, write-only.
+    // gmem1 / gmem2 never run while the parameter ports stream (input loads and score writes
+    // sit between the engine calls), so sharing HP1 (and HP0's DDR port) costs no bandwidth.
     // Bursts of 16 beats: the Zynq-7000 HP ports are AXI3 (at most 16 beats), the ZU+ AFI splits
     // longer ones into 16-beat bursts too; longer bursts buy nothing and cost buffer BRAM
     // (UG1399 "M_AXI Resources": read buffer = num_read_outstanding x max_read_burst_length x
@@ -34,19 +39,23 @@ void bnn_kernel(const Word* params, const Word* input, Score* scores, U32 n_imag
     // command acceptance (8) and its 128-entry read data FIFO; that covers a round trip of up to
     // 128 cycles (1.28 us at 100 MHz), three times the 40 cycles the ESTIMATE assumes. gmem1:
     // 4 x 16 (the input is 1% of the traffic). gmem2: 4 x 16 writes of 32 bits. Unused
-    // directions get the minimum (1 outstanding, 2 beats). The depths only size the
-    // co-simulation memories (full model: 221,032 parameter words; 16 images).
+    // directions get the minimum (1 outstanding, 2 beats). gmem3 is gmem0's twin. The depths
+    // only size the co-simulation memories (full model: 221,032 parameter words; 16 images).
 #pragma HLS INTERFACE m_axi port=params offset=slave bundle=gmem0 depth=262144 max_read_burst_length=16 num_read_outstanding=8 max_write_burst_length=2 num_write_outstanding=1
+#pragma HLS INTERFACE m_axi port=params2 offset=slave bundle=gmem3 depth=262144 max_read_burst_length=16 num_read_outstanding=8 max_write_burst_length=2 num_write_outstanding=1
 #pragma HLS INTERFACE m_axi port=input offset=slave bundle=gmem1 depth=32768 max_read_burst_length=16 num_read_outstanding=4 max_write_burst_length=2 num_write_outstanding=1
 #pragma HLS INTERFACE m_axi port=scores offset=slave bundle=gmem2 depth=1024 max_read_burst_length=2 num_read_outstanding=1 max_write_burst_length=16 num_write_outstanding=4
-    // Control: one AXI4-Lite slave with the block protocol, the three buffer addresses
+    // Control: one AXI4-Lite slave with the block protocol, the four buffer addresses
     // (64-bit, _1 low / _2 high), n_images and the read-only abi_id (with its ap_vld bit).
-    // Register offsets: see pynq_bnn/abi.py and docs/ABI.md (bundles do not move them).
+    // Register offsets: see pynq_bnn/spec/abi.py and docs/ABI.md (bundles do not move them;
+    // Vitis lays the arguments out in signature order, so params2, the last argument, adds
+    // params2_1 / params2_2 after abi_id_ctrl and leaves every version-1 offset in place).
 #pragma HLS INTERFACE s_axilite port=params bundle=control
 #pragma HLS INTERFACE s_axilite port=input bundle=control
 #pragma HLS INTERFACE s_axilite port=scores bundle=control
 #pragma HLS INTERFACE s_axilite port=n_images bundle=control
 #pragma HLS INTERFACE s_axilite port=abi_id bundle=control
+#pragma HLS INTERFACE s_axilite port=params2 bundle=control
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE ap_ctrl_hs port=return
 
@@ -62,6 +71,7 @@ void bnn_kernel(const Word* params, const Word* input, Score* scores, U32 n_imag
     LayerDesc desc[MAX_LAYERS];
     Topology topo;
     if (!read_descriptors(params, desc, topo)) return;
+    if (!same_header(params, params2)) return;  // params2 must be the same image (2 words)
 
     // ---- on-chip buffers --------------------------------------------------------------------
     // Activation memory: two banks (even / odd pixel columns), each one read + one write per
@@ -85,7 +95,7 @@ void bnn_kernel(const Word* params, const Word* input, Score* scores, U32 n_imag
     Word dense_x[DENSE_BATCH][DENSE_BUF_WORDS];
 #pragma HLS ARRAY_PARTITION variable=dense_x complete dim=1
 #pragma HLS BIND_STORAGE variable=dense_x type=ram_s2p impl=bram
-    // Scores of the chunk.
+    // Scores of the chunk, one bank per dense unit (write_scores maps them to images).
     Score sbuf[DENSE_BATCH][MAX_CLASSES];
 #pragma HLS ARRAY_PARTITION variable=sbuf complete dim=1
 #pragma HLS BIND_STORAGE variable=sbuf type=ram_s2p impl=lutram
@@ -152,8 +162,8 @@ chunks:
                 const unsigned steps = job.valid ? unsigned(job.d.cout) / CONV_PE : 1;
                 BNN_EST_LAYER(layer_label(l));
                 if (!job.valid) BNN_EST_CYCLES(est::DDR_LATENCY);  // the preload's first word
-                conv_layer(params, job, steps, desc[nxt], has_next, wbuf, thr_t, thr_neg, half,
-                           act_e, act_o);
+                conv_layer(params, params2, job, steps, desc[nxt], has_next, wbuf, thr_t,
+                           thr_neg, half, act_e, act_o);
                 half ^= ap_uint<1>(steps & 1);
             }
             if (do_flat) {
@@ -190,13 +200,15 @@ chunks:
         for (unsigned dl = n_conv; dl < n_layers; ++dl) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=8 avg=3
             BNN_EST_LAYER(layer_label(dl));
-            dense_layer<DENSE_BATCH>(params, desc[dl], dense_x, in_base, out_base, sbuf);
+            dense_layer<DENSE_BATCH>(params, params2, desc[dl], n_img, dense_x, in_base,
+                                     out_base, sbuf);
             in_base = out_base;
             out_base = out_base == DENSE_HID_A ? DENSE_HID_B : DENSE_HID_A;
         }
 
         BNN_EST_LAYER("scores");
-        write_scores(scores, score_off, n_img, topo.n_classes, sbuf);
+        write_scores(scores, score_off, n_img, topo.n_classes,
+                     dense_rows_port0(topo.n_classes, true, n_img, DENSE_BATCH), sbuf);
         score_off += n_img * topo.n_classes;
     }
 }

@@ -49,6 +49,11 @@ def _random_case(network, n, seed, fill=None, post=None):
     return params, images
 
 
+def _split_network():
+    return Network(conv_channels=(64, 192, 128), pool_after=(False, True, False),
+                   fc_units=(192, 320, 64), n_classes=7, image_size=8)
+
+
 # name -> (description, builder). Builders return (params, uint8 images).
 CASES = {
     "full_b2": ("full model 128-128-256-256-512-512 / 1024-1024-10, random, 2 images",
@@ -82,13 +87,22 @@ CASES = {
     "full_b17": ("full model, 17 images: chunk of 16 with conv5/conv6 over the chunk "
                  "(staging after conv4), then a chunk of 1",
                  lambda: _random_case(Network.full(), 17, 24)),
+    "split_b3": ("uneven splits over the two parameter ports (gmem0 / gmem3), two rows per "
+                 "cycle: fc 192 (128 + 64 rows), 320 (192 + 128), 64 (64 + 0), 7 classes "
+                 "(4 + 3); a 192-channel conv (3 filter groups), 3 images",
+                 lambda: _random_case(_split_network(), 3, 25)),
+    "split_b24": ("the same network, 24 images: a chunk of 16 (one row per cycle, all rows "
+                  "through gmem0), then a chunk of 8 (two rows per cycle, all 16 units)",
+                  lambda: _random_case(_split_network(), 24, 26)),
     "full_b16": ("full model, random, 16 images (cycle estimate)",
                  lambda: _random_case(Network.full(), 16, 21)),
     "half_b16": ("half-width model, random, 16 images (cycle estimate)",
                  lambda: _random_case(Network.half(), 16, 22)),
 }
 DEFAULT_CASES = ["full_b2", "half_b3", "c64_b2", "ones_b2", "zeros_b2", "neg_b2", "chunk_b19",
-                 "odd6_b3", "limits_b1", "limits_b2", "full_b17", "model_b3", "model_half_b3"]
+                 "odd6_b3", "limits_b1", "limits_b2", "full_b17", "split_b3", "split_b24",
+                 "model_b3",
+                 "model_half_b3"]
 
 
 def write_case(outdir: str, name: str, description: str, params, images) -> dict:

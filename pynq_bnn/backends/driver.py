@@ -6,7 +6,8 @@ narrow :class:`pynq_bnn.backends.base.Hardware` interface and never asks which o
 Protocol of one start (Vitis HLS ``ap_ctrl_hs``, register map in :mod:`pynq_bnn.spec.abi`)::
 
     read CTRL                       refuse unless AP_IDLE and not AP_START (busy)
-    write params/input/scores       64-bit addresses as low/high 32-bit words
+    write params/input/scores/      64-bit addresses as low/high 32-bit words (params2: the
+          params2                   parameter buffer again, ABI version 2)
     write n_images
     [interrupt: GIER=1, IP_IER=1]   only where the overlay wires the IP's interrupt
     write CTRL = AP_START
@@ -257,9 +258,11 @@ class Accelerator:
         param_buf = self._param_buf
         if param_buf is None:
             raise BnnError("no model loaded: call load(params) first")
+        # ABI 2: the parameter buffer goes to params and params2 (the kernel's second master)
         for (lo, hi), buf in (((abi.PARAMS_LO, abi.PARAMS_HI), param_buf),
                               ((abi.INPUT_LO, abi.INPUT_HI), input_buf),
-                              ((abi.SCORES_LO, abi.SCORES_HI), scores_buf)):
+                              ((abi.SCORES_LO, abi.SCORES_HI), scores_buf),
+                              ((abi.PARAMS2_LO, abi.PARAMS2_HI), param_buf)):
             low, high = abi.split64(int(buf.device_address))
             hw.write(lo, low)
             hw.write(hi, high)

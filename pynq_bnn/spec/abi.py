@@ -7,11 +7,15 @@ together with ``ABI_VERSION``, then regenerate (tests/test_abi_generated.py chec
 
 Kernel signature (hls_src/src/bnn_kernel.cpp)::
 
-    void bnn_kernel(const ap_uint<64> *params,   // parameter image (this module), m_axi
-                    const ap_uint<64> *input,    // packed layer-1 output, NHWC, m_axi
-                    ap_int<32>        *scores,   // int32 [n_images][n_classes], m_axi
+    void bnn_kernel(const ap_uint<64> *params,   // parameter image (this module), m_axi gmem0
+                    const ap_uint<64> *input,    // packed layer-1 output, NHWC, m_axi gmem1
+                    ap_int<32>        *scores,   // int32 [n_images][n_classes], m_axi gmem2
                     ap_uint<32>        n_images, // 0 = only report the ABI id
-                    ap_uint<32>       *abi_id);  // s_axilite output, written every start
+                    ap_uint<32>       *abi_id,   // s_axilite output, written every start
+                    const ap_uint<64> *params2); // the same parameter image, m_axi gmem3
+
+Version 2 added ``params2``: the driver writes the parameter buffer's address twice, and the
+kernel reads half of the weights through a second AXI master on a second HP port.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from ..errors import AbiError
 from .network import Layer, Network
 
 ABI_MAGIC = 0x424E  # "BN"
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: params2 (the parameter image through a second m_axi port)
 ABI_ID = (ABI_MAGIC << 16) | ABI_VERSION
 KERNEL_NAME = "bnn_kernel"
 KERNEL_VLNV = "pynq-bnn:hls:bnn_kernel:1.0"
@@ -38,6 +42,13 @@ KERNEL_VLNV = "pynq-bnn:hls:bnn_kernel:1.0"
 # REGISTERS is the one source: the offsets below, hls_src/include/bnn_abi.hpp and the mock's
 # HWH fixture (backends/sim/fixtures/bnn_sim_fixture.hwh) are generated from it by
 # tools/gen_abi.py; tests/test_abi_generated.py fails when a generated file is stale.
+#
+# params2 (version 2) is the LAST argument of the signature, so by the rule above it lands
+# after abi_id's control word: params2_1 0x44, params2_2 0x48 (+0x4C reserved), and every
+# version-1 offset stays where it was. That keeps the driver's version probe meaningful across
+# versions: a version-1 bitstream still has abi_id at 0x3C and answers the probe with its own
+# id (0x424E0001), which the driver names in its refusal, instead of a register map that
+# moved under it; writes to 0x44/0x48 are ignored by a version-1 IP.
 
 
 class Field(NamedTuple):
@@ -92,6 +103,8 @@ REGISTERS: Tuple[Register, ...] = (
     _data("ABI_ID_REG", "abi_id", 0x3C, "abi_id", access="read-only"),  # valid after a start
     Register("ABI_ID_CTRL", "abi_id_ctrl", 0x40, "read-only", "Control signal of abi_id", (
         Field("abi_id_ap_vld", 0, 1, "read-only"), Field("RESERVED", 1, 31, "read-only"))),
+    _data("PARAMS2_LO", "params2_1", 0x44, "params2"),  # version 2: the same parameter image
+    _data("PARAMS2_HI", "params2_2", 0x48, "params2"),
 )
 _OFFSETS = {r.const: r.offset for r in REGISTERS}
 CTRL = _OFFSETS["CTRL"]
@@ -107,6 +120,8 @@ SCORES_HI = _OFFSETS["SCORES_HI"]
 N_IMAGES = _OFFSETS["N_IMAGES"]
 ABI_ID_REG = _OFFSETS["ABI_ID_REG"]
 ABI_ID_CTRL = _OFFSETS["ABI_ID_CTRL"]
+PARAMS2_LO = _OFFSETS["PARAMS2_LO"]
+PARAMS2_HI = _OFFSETS["PARAMS2_HI"]
 REGISTER_SPAN = 0x10000  # the s_axilite address range the Vivado flow assigns
 
 AP_START = 1 << 0

@@ -21,14 +21,15 @@ What is modelled, and why
 * **Registers.** The Vitis HLS ``ap_ctrl_hs`` block of :mod:`pynq_bnn.spec.abi`: CTRL (AP_START,
   AP_DONE and AP_READY clear on read, AP_IDLE, AUTO_RESTART), GIER, IP_IER, IP_ISR (toggle on
   write), the argument registers from 0x10, ``abi_id`` (read-only) with its ``ap_vld`` bit
-  (clear on read).
+  (clear on read), ``params2`` (ABI version 2) after it.
 * **Execution.** Writing AP_START snapshots the inputs from simulated DDR at the addresses in the
   argument registers (so a flush *after* start is too late), runs the kernel (the HLS C model
   through :mod:`pynq_bnn.backends.sim.hls_lib` when built, else
   :func:`pynq_bnn.spec.abi.parse_param_image` + the native CPU engine, else + the numpy
   reference; ``kernel=`` picks one) and commits the scores to DDR only when the run completes (so an
-  invalidate *before* done reads stale data). A malformed image or an address outside every
-  allocation is a bus error: the run completes without writing scores, and it is logged.
+  invalidate *before* done reads stale data). A malformed image, an address outside every
+  allocation, or a ``params2`` that does not hold the same image as ``params`` is a bus error:
+  the run completes without writing scores, and it is logged.
 * **Faults** (:class:`Faults`): never done, wrong ABI id, corrupted output, latency.
 * **Plug-ins.** ``SimBnnKernel(compute=..., latency=...)`` (or the attributes of the same names)
   replace what a start computes and how long it takes, e.g. for benchmarks: see
@@ -63,7 +64,7 @@ PAGE = 4096
 UNINITIALISED = 0xA5              # byte value of simulated DDR never written
 
 _POINTER_PAIRS = ((abi.PARAMS_LO, abi.PARAMS_HI), (abi.INPUT_LO, abi.INPUT_HI),
-                  (abi.SCORES_LO, abi.SCORES_HI))
+                  (abi.SCORES_LO, abi.SCORES_HI), (abi.PARAMS2_LO, abi.PARAMS2_HI))
 # A start's result: (ABI id, scores address, scores, or None when nothing is written).
 _Outcome = Tuple[int, int, Optional[np.ndarray]]
 
@@ -645,6 +646,7 @@ class SimBnnKernel:
         params_addr = self._pointer(*_POINTER_PAIRS[0])
         input_addr = self._pointer(*_POINTER_PAIRS[1])
         scores_addr = self._pointer(*_POINTER_PAIRS[2])
+        params2_addr = self._pointer(*_POINTER_PAIRS[3])
         if n == 0 and (self._lib is None or self.compute is not None):
             return abi_id, scores_addr, None     # a probe: only the ABI id is reported
         try:
@@ -653,6 +655,14 @@ class SimBnnKernel:
             if not abi.DATA_BASE <= total <= 1 << 24:
                 raise abi.AbiError(f"parameter image header says {total} words")
             words = self.memory.read(params_addr, 8 * total).view(np.uint64)
+            # ABI 2: the kernel's second parameter master reads half of the weights at params2,
+            # which must hold the same image (the driver passes the buffer twice); unset (0) or
+            # outside every allocation it is a bus error.
+            if params2_addr != params_addr:
+                words2 = self.memory.read(params2_addr, 8 * total).view(np.uint64)
+                if not np.array_equal(words2, words):
+                    raise abi.AbiError(f"params2 (0x{params2_addr:x}) does not hold the "
+                                       f"parameter image at params (0x{params_addr:x})")
             model = self._parse(words)
             net = model.network
             per_image = net.input_words_per_image
