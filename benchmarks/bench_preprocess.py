@@ -11,7 +11,8 @@ Speed (default): per image, old vs new in the same process, ratios old/new:
     new: preprocess.fit_array, what camera.preprocess_frame and load_image do with arrays);
   * jpeg640: a 640 x 480 JPEG file (quality 90, 4:2:0) -> [32, 32, 3]
     (load_image, old and new: the same DCT scale, >= 64 px; Lanczos / exact area);
-  * png32: a 32 x 32 PNG file, no resize.
+  * png32: a 32 x 32 PNG file, no resize;
+  * bgr640: the BGR -> RGB swap of a 480 x 640 frame when OpenCV is not there to do it.
 "old" is pynq_bnn/host/preprocess.py as of BASELINE_REV, loaded from git into this process.
 Each figure is the median over --rounds rounds of at least --min-time seconds.
 
@@ -43,6 +44,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from pynq_bnn.camera.sources import _bgr_to_rgb  # noqa: E402
 from pynq_bnn.host import preprocess as pp  # noqa: E402
 from pynq_bnn.tools.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
 
@@ -142,6 +144,8 @@ def speed(args) -> dict:
         "frame640": (lambda: old_frame(frame), lambda: pp.fit_array(frame, SIZE)),
         "jpeg640": (lambda: old_jpeg(jpeg), lambda: pp.load_image(jpeg, SIZE)),
         "png32": (lambda: old_jpeg(png), lambda: pp.load_image(png, SIZE)),
+        "bgr640": (lambda: np.ascontiguousarray(frame[:, :, 2::-1]),
+                   lambda: _bgr_to_rgb(frame, "frame")),
     }
     out = {}
     for name, (old, new) in cases.items():
@@ -158,6 +162,8 @@ def speed(args) -> dict:
     out["jpeg640"]["what"] = ("640x480 JPEG q90 file -> 32x32, load_image (both: draft >= 64 px; "
                               "old: Lanczos, new: exact area)")
     out["png32"]["what"] = "32x32 PNG file, no resize, load_image"
+    out["bgr640"]["what"] = ("480x640x3 BGR -> RGB copy without OpenCV (old: a[:, :, ::-1] as "
+                             "one copy; new: camera.sources._bgr_to_rgb, one channel at a time)")
     return out
 
 

@@ -336,6 +336,31 @@ def fake_cv2(opened=True, frames=None):
         CAP_PROP_FRAME_WIDTH=3, CAP_PROP_FRAME_HEIGHT=4, CAP_PROP_POS_FRAMES=1)
 
 
+def test_bgr_to_rgb_with_and_without_opencv():
+    from pynq_bnn.camera.sources import _bgr_to_rgb
+    rng = np.random.default_rng(4)
+    bgr = rng.integers(0, 256, (6, 5, 3), np.uint8)
+    bgra = rng.integers(0, 256, (6, 5, 4), np.uint8)
+    grey = rng.integers(0, 256, (6, 5), np.uint8)
+    expected = {3: bgr[:, :, ::-1], 4: bgra[:, :, 2::-1], 1: np.repeat(grey[:, :, None], 3, 2)}
+    calls = []
+
+    def cvt(a, code):
+        calls.append(code)
+        return a[:, :, 2::-1].copy() if a.ndim == 3 else np.repeat(a[:, :, None], 3, 2)
+
+    cv2 = types.SimpleNamespace(cvtColor=cvt, COLOR_BGR2RGB="bgr", COLOR_BGRA2RGB="bgra",
+                                COLOR_GRAY2RGB="grey")
+    for key, frame in ((3, bgr), (4, bgra), (1, grey)):
+        for module in (None, cv2):
+            out = _bgr_to_rgb(frame, "f", module)
+            assert out.flags.c_contiguous and out.shape == (6, 5, 3)
+            np.testing.assert_array_equal(out, expected[key])
+    assert calls == ["bgr", "bgra", "grey"]
+    with pytest.raises(CameraError, match="dtype"):
+        _bgr_to_rgb(np.zeros((2, 2, 3), np.uint16), "f")
+
+
 def test_no_opencv_gives_a_clear_camera_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # "import cv2" raises ImportError
     assert not camera.cv2_available()
