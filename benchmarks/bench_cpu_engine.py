@@ -10,7 +10,8 @@ Images/s at batch 1 and 64 for:
   * reference: pynq_bnn.spec.reference.binary_scores on a few images;
   * torch: float32 eager BinaryNet (conv+bn+sign, channels_last, float weights), the
     baseline every "x_vs_torch" ratio is taken against;
-  * layer1: FirstLayer vs torch.nn.functional.conv2d + threshold (and the spec conv1_packed).
+  * layer1: FirstLayer (native where built, and its numpy path) vs
+    torch.nn.functional.conv2d + threshold (and the spec conv1_packed).
 
 Each number is the median over --rounds rounds of at least --min-time seconds; "best" is the
 fastest round. The machine may be shared (a training job): compare ratios, not absolutes.
@@ -189,12 +190,18 @@ def main(argv=None):
                                             rb, 0.0, 1)}
 
     # ---------------------------------------------------------------- layer 1
+    # FirstLayer as the package runs it (native where built; "path" says which) and its
+    # numpy/BLAS path (what it was before the native layer 1; benchmarks/bench_layer1.py
+    # compares every path)
     fl = FirstLayer(params)
-    R["layer1"] = {"ours": {}, "conv1_packed_spec": {}}
+    fl_numpy = FirstLayer(params, native=False)
+    R["layer1"] = {"path": fl.isa, "ours": {}, "ours_numpy_path": {}, "conv1_packed_spec": {}}
     for b in args.batches:
         assert np.array_equal(fl(images[:b]), packed[:b])
         R["layer1"]["ours"][f"batch{b}"] = measure(lambda: fl(images[:b]), b, args.min_time,
                                                    args.rounds)
+        R["layer1"]["ours_numpy_path"][f"batch{b}"] = measure(lambda: fl_numpy(images[:b]), b,
+                                                              args.min_time, args.rounds)
         R["layer1"]["conv1_packed_spec"][f"batch{b}"] = measure(
             lambda: conv1_packed(params, images[:b]), b, args.min_time / 2, 1)
     if torch is not None:

@@ -407,9 +407,9 @@ BNN_NEON_FN static inline uint16x4_t neon_sum4(uint16x8_t c0, uint16x8_t c1, uin
 
 /* popcount sums of rows ra, rb x the first nq quads of the block's channels -> oa[4q + i],
  * ob[4q + i]; segments of B (conv: the 3 rows of the window, dense: 1) */
-#if defined(BNN_NEON32) && !defined(BNN_NEON_NO_ASM)
+#if defined(BNN_NEON32) && !defined(BNN_NEON_NO_ASM) && defined(__OPTIMIZE__)
 /*
- * AArch32: one sub-block (2 rows x 4 channels, all segments) as one asm block. GCC 12 turns
+ * AArch32 (optimised builds: the build passes -O3): one sub-block (2 rows x 4 channels, all segments) as one asm block. GCC 12 turns
  * the intrinsics above into 62 instructions per 4-word step instead of 56 and keeps pointers
  * on the stack around every segment (~130 instructions of overhead per sub-block, measured);
  * this is 56 per step and ~45 per sub-block. It is specialised at compile time for the
@@ -459,13 +459,13 @@ BNN_NEON_FN static inline uint16x4_t neon_sum4(uint16x8_t c0, uint16x8_t c1, uin
     "vpadd.i16 d6, d28, d29\n\t" "vpadd.i16 d7, d30, d31\n\t" "vpadd.i16 d0, d0, d1\n\t"     \
     "vpadd.i16 d1, d2, d3\n\t" "vpadd.i16 d2, d4, d5\n\t" "vpadd.i16 d3, d6, d7\n\t"         \
     "vpadd.i16 d0, d0, d1\n\t" "vpadd.i16 d1, d2, d3\n\t"                                      \
-    "vst1.16 {d0}, [%[oa]]\n\t" "vst1.16 {d1}, [%[ob]]\n\t"
+    "vst1.16 {d0}, [%[oa]]!\n\t" "add %[oa], %[oa], #56\n\t" /* row b: NB entries on */     \
+    "vst1.16 {d1}, [%[oa]]\n\t"
 #define NA_RUN(SEGMENT_CODE)                                                                   \
     __asm__ volatile(NA_INIT SEGMENT_CODE NA_REDUCE                                            \
                      : [pa] "+r"(pa), [pb] "+r"(pb), [w0] "+r"(w0), [w1] "+r"(w1),             \
-                       [w2] "+r"(w2), [w3] "+r"(w3), [cnt] "=&r"(cnt)                          \
-                     : [n4] "r"(n4), [jump] "r"(jump), [oa] "r"(oa + 4 * q),                   \
-                       [ob] "r"(ob + 4 * q)                                                    \
+                       [w2] "+r"(w2), [w3] "+r"(w3), [cnt] "=&r"(cnt), [oa] "+r"(o)            \
+                     : [n4] "r"(n4), [jump] "r"(jump)                                          \
                      : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10",      \
                        "d11", "d12", "d13", "d14", "d15", "d16", "d17", "d18", "d19", "d20",   \
                        "d21", "d22", "d23", "d24", "d25", "d26", "d27", "d28", "d29", "d30",   \
@@ -488,6 +488,7 @@ BNN_NEON_FN static void neon_rows2(const blk_t *B, const uint64_t *ra, const uin
         const uint64_t *pa = ra, *pb = rb;
         const uint64_t *w0 = B->wr + (size_t)(4 * q) * k + woff, *w1 = w0 + k, *w2 = w1 + k,
                        *w3 = w2 + k;
+        uint16_t *o = oa + 4 * q; /* ob == oa + NB: one pointer for both rows */
         int cnt;
         switch (variant) {
         case 4: NA_RUN(NA_SEG_Q0); break;
@@ -515,6 +516,7 @@ BNN_NEON_FN static void neon_rows2(const blk_t *B, const uint64_t *ra, const uin
         }
         (void)cnt;
     }
+    (void)ob;
 }
 #else
 BNN_NEON_FN NEON_NOPRE static void neon_rows2(const blk_t *B, const uint64_t *ra,
