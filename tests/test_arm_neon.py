@@ -132,6 +132,7 @@ def _case(net, n, seed, fill=None):
     return params, packed, reference.binary_scores(params, packed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS, ids=TARGET_IDS)
 @pytest.mark.parametrize("name", list(NETS))
 def test_engine_neon_networks(target, name):
@@ -152,6 +153,7 @@ def test_engine_neon_constant_maps(target, fill):
     np.testing.assert_array_equal(out, ref)
 
 
+@pytest.mark.slow
 def test_engine_neon_full_network():
     params, packed, ref = _case(Network.full(), 2, seed=11)
     out, _ = qh.binary_scores(params, packed, "neon", 2)
@@ -160,6 +162,7 @@ def test_engine_neon_full_network():
     np.testing.assert_array_equal(out, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_engine_neon_random_topologies(seed):
     rng = np.random.default_rng(seed)
