@@ -524,7 +524,10 @@ class Engine:
             if self._first is None:
                 if self.available:
                     isa = None if self._isa_request == "auto" else self._isa_request
-                    self._first = Layer1(self.params, threads=self.threads, isa=isa)
+                    try:
+                        self._first = Layer1(self.params, threads=self.threads, isa=isa)
+                    except BackendUnavailable:  # e.g. VPOPCNTDQ without VNNI: layer 1's best
+                        self._first = Layer1(self.params, threads=self.threads, isa="auto")
                 else:
                     self._first = False
             first = self._first
