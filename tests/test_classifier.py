@@ -2,23 +2,22 @@
 form, per-item errors, lifecycle."""
 import os
 
-from pynq_bnn.resources import SAMPLES_DIR
 import numpy as np
 import pytest
 from PIL import Image
 
-from pynq_bnn.host import classifier as clf_mod
-from pynq_bnn.spec import reference
-from pynq_bnn.host.classifier import STAGES, Classifier, ClassifyResult
+from helpers import SMALL_32 as SMALL
 from pynq_bnn.errors import BnnError, ImageError, ParamsError
+from pynq_bnn.host import classifier as clf_mod
+from pynq_bnn.host.classifier import STAGES, Classifier, ClassifyResult
+from pynq_bnn.resources import SAMPLES_DIR
+from pynq_bnn.spec import reference
 from pynq_bnn.spec.network import Network
 from pynq_bnn.spec.params import save_params
 from pynq_bnn.testing import random_images, random_params
 
 BACKENDS = ["cpu", "mock"]
 # Small but complete: conv1 on the host, two binary convs with pools, two dense layers.
-SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
-                n_classes=10, image_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +134,9 @@ def test_params_object_and_layer1_swap(model, images):
         assert c.model_path is None
         default = c.layer1
 
-        def counting(x):
+        def counting(x, out=None):
             calls.append(len(x))
-            return default(x)
+            return default(x, out=out)
         c.layer1 = counting
         check(c.classify(images), params, images)
     assert calls == [len(images)]
@@ -252,6 +251,7 @@ def test_bad_chunk():
 
 
 @pytest.mark.skipif(not os.path.exists(clf_mod.DEFAULT_MODEL), reason="shipped model not built yet")
+@pytest.mark.slow
 def test_shipped_model_on_the_samples():
     samples = SAMPLES_DIR
     files = sorted(os.path.join(samples, f) for f in os.listdir(samples) if f.endswith(".png"))
@@ -264,7 +264,8 @@ def test_shipped_model_on_the_samples():
 
 def test_old_names_still_work_with_a_deprecation_warning(clf, images):
     r = clf.classify(images[:2])
-    with pytest.warns(DeprecationWarning, match=r"ClassifyResult\.labels .*ClassifyResult\.indices"):
+    with pytest.warns(DeprecationWarning,
+                      match=r"ClassifyResult\.labels .*ClassifyResult\.indices"):
         assert r.labels is r.indices
     with pytest.warns(DeprecationWarning, match=r"ClassifyResult\.names"):
         assert r.class_names is r.names

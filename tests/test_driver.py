@@ -10,18 +10,17 @@ import time
 import numpy as np
 import pytest
 
-from pynq_bnn.spec import abi, reference
+from helpers import SMALL
 from pynq_bnn.backends import open_backend
-from pynq_bnn.backends.sim.hardware import MockHardware, SimBuffer
 from pynq_bnn.backends.driver import SCORE_POISON, Accelerator, describe_abi_id
+from pynq_bnn.backends.sim.hardware import MockHardware, SimBuffer
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout, ImageError, ParamsError
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.network import Network
 from pynq_bnn.testing import random_images, random_params
 
 # A small network with every feature (pooling convs, two dense layers) that runs in ms.
-SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
-                n_classes=10, image_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +144,8 @@ def test_run_follows_the_hls_protocol(small):
         acc = be.accelerator
         in_addr, sc_addr = int(acc._input_buf.device_address), int(acc._scores_buf.device_address)
         ev = be.log.events
-        starts = [i for i, e in enumerate(ev) if e[0] == "write" and e[1] == abi.CTRL and e[2] & abi.AP_START]
+        starts = [i for i, e in enumerate(ev)
+                  if e[0] == "write" and e[1] == abi.CTRL and e[2] & abi.AP_START]
         assert len(starts) == 3
         prev = 0
         for k, s in enumerate(starts):
@@ -346,9 +346,10 @@ def test_invalidate_before_done_reads_stale_data(small):
         acc._start(1)
         acc._scores_buf[:1].invalidate()
         assert np.all(acc._scores_buf[:1] == SCORE_POISON)
-        acc._wait_done()
+        assert acc._poll_until(lambda: bool(acc._read_ctrl() & abi.AP_DONE), time.monotonic() + 5)
         acc._scores_buf[:1].invalidate()
-        np.testing.assert_array_equal(acc._scores_buf[:1], reference.binary_scores(params, packed[:1]))
+        np.testing.assert_array_equal(acc._scores_buf[:1],
+                                      reference.binary_scores(params, packed[:1]))
 
 
 # ----------------------------------------------------------------------------- lifetime

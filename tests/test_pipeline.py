@@ -10,19 +10,17 @@ import os
 import numpy as np
 import pytest
 
-from pynq_bnn.spec import abi, reference
+from helpers import SMALL
 from pynq_bnn.backends import open_backend
-from pynq_bnn.tools.bench import CYCLE_ESTIMATE_DIRS, bench_report, cycle_estimate, format_report
 from pynq_bnn.backends.driver import Submission
 from pynq_bnn.errors import BnnError, HardwareError, HardwareTimeout, ImageError
-from pynq_bnn.host.layer1 import FirstLayer
+from pynq_bnn.host.layer1 import FirstLayer, writing_into
+from pynq_bnn.host.pipeline import overlap_mode, run_pipelined, run_sequential
+from pynq_bnn.spec import abi, reference
 from pynq_bnn.spec.first_layer import conv1_packed
 from pynq_bnn.spec.network import Network
-from pynq_bnn.host.pipeline import overlap_mode, run_pipelined, run_sequential
 from pynq_bnn.testing import random_images, random_params
-
-SMALL = Network(conv_channels=(64, 64, 128), pool_after=(False, True, True), fc_units=(64,),
-                n_classes=10, image_size=8)
+from pynq_bnn.tools.bench import CYCLE_ESTIMATE_DIRS, bench_report, cycle_estimate, format_report
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def test_overlapped_equals_sequential_on_mock(small, n, batch, interrupt):
         assert pipe.dtype == np.int32 and pipe.shape == (n, SMALL.n_classes)
         np.testing.assert_array_equal(seq, expected[:n])
         np.testing.assert_array_equal(pipe, expected[:n])
-        assert set(t) == {"layer1", "wait", "total"}
+        assert set(t) == {"layer1", "wait", "transfer", "kernel", "total"}
         assert be.accelerator.in_flight == 0
         assert not be.log.violations          # never AP_START or an argument write while busy
         assert not be.log.errors
@@ -75,7 +73,7 @@ def test_thread_mode_on_the_mock_and_spec_layer1(small):
     with mock(max_batch=4) as be:
         be.load(params)
         assert overlap_mode(be) == "submit"
-        spec = lambda x: conv1_packed(params, x)  # noqa: E731
+        spec = writing_into(lambda x: conv1_packed(params, x))
         np.testing.assert_array_equal(run_pipelined(images, spec, be, 4, mode="thread"), expected)
         np.testing.assert_array_equal(run_pipelined(images, spec, be, mode="submit"), expected)
 
@@ -105,11 +103,11 @@ def test_layer1_error_mid_pipeline_leaves_nothing_in_flight(small):
     layer1 = FirstLayer(params)
     calls = []
 
-    def failing(x):
+    def failing(x, out=None):
         calls.append(len(x))
         if len(calls) == 3:
             raise RuntimeError("layer 1 failed")
-        return layer1(x)
+        return layer1(x, out=out)
 
     with mock(max_batch=4, faults={"latency_per_image": 1e-3}) as be:
         be.load(params)
@@ -308,7 +306,6 @@ def test_cycle_estimate_is_labelled_and_the_shipped_copy_is_current():
 
 
 def test_cycle_estimate_follows_the_model_topology():
-    from pynq_bnn.spec.network import Network
     full = cycle_estimate(network=Network.full())
     if full is None:
         pytest.skip("no cycle estimate in this tree")
@@ -321,6 +318,7 @@ def test_cycle_estimate_follows_the_model_topology():
     assert (other["case"], other["network_matches"]) == ("full_b16", False)
 
 
+@pytest.mark.slow
 def test_bench_report_smoke(small):
     params, _, _, _ = small
     report = bench_report("mock", batch=4, model=params, n_batches=2, rounds=1)
