@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pynq_bnn.camera.sources import _bgr_to_rgb  # noqa: E402
 from pynq_bnn.host import preprocess as pp  # noqa: E402
-from pynq_bnn.tools.bench import cpu_model, emit_json, timed_rounds  # noqa: E402
+from pynq_bnn.tools.bench import cpu_model, emit_json, loadavg, timed_rounds  # noqa: E402
 
 SIZE = 32
 _BICUBIC = getattr(Image, "Resampling", Image).BICUBIC
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     result = {"benchmark": "preprocess", "baseline": BASELINE_REV, "cpu": cpu_model(),
-              "machine": platform.machine(),
+              "machine": platform.machine(), "loadavg_at_start": loadavg(),
               "python": platform.python_version(), "numpy": np.__version__,
               "pillow": PIL.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                time.gmtime())}
