@@ -257,3 +257,18 @@ def test_close_while_another_thread_classifies_waits(small):
     assert not t.is_alive() and not errors
     with pytest.raises(ClosedError):
         c.classify(images[:1])
+
+
+def test_a_version_1_register_map_is_named_as_such():
+    from pynq_bnn.backends.pynq.hardware import check_register_map
+    from pynq_bnn.errors import HardwareError
+    from pynq_bnn.spec import abi
+    v1 = {n: {"address_offset": o} for n, o in abi.HWH_REGISTER_NAMES.items()
+          if o <= abi.ABI_ID_CTRL}
+    with pytest.raises(HardwareError, match=r"params2_1 missing.*ABI version 1.*needs version 2"):
+        check_register_map(v1)
+    moved = dict(v1, n_images={"address_offset": abi.N_IMAGES + 4})
+    with pytest.raises(HardwareError) as e:
+        check_register_map(moved)
+    assert "version 1" not in str(e.value)          # not just the missing v2 registers
+    assert check_register_map({n: {"address_offset": o} for n, o in abi.HWH_REGISTER_NAMES.items()})

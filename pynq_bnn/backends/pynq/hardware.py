@@ -46,16 +46,25 @@ def check_register_map(registers: Optional[Dict[str, dict]], where: str = "bnn_k
         logger.info("%s: the .hwh lists no registers; offsets not cross-checked", where)
         return False
     problems = []
+    missing = set()
     for name, offset in sorted(abi.HWH_REGISTER_NAMES.items(), key=lambda kv: kv[1]):
         reg = registers.get(name)
         if reg is None:
+            missing.add(name)
             problems.append(f"{name} missing (abi.py: 0x{offset:02x})")
         elif int(reg.get("address_offset", -1)) != offset:
             problems.append(f"{name} at 0x{int(reg['address_offset']):02x} in the .hwh, "
                             f"0x{offset:02x} in abi.py")
     if problems:
+        hint = ""
+        # Version 2 appended its registers after abi_id_ctrl: only those missing means a
+        # version-1 bitstream.
+        added_in_v2 = {r.hwh_name for r in abi.REGISTERS if r.offset > abi.ABI_ID_CTRL}
+        if len(problems) == len(missing) and missing <= added_in_v2:
+            hint = (f" (a bitstream built for ABI version 1; this pynq-bnn needs version "
+                    f"{abi.ABI_VERSION}: rebuild the overlay with this version's hls_src)")
         raise HardwareError(f"{where}: register map of the bitstream does not match this "
-                            "pynq-bnn's ABI: " + "; ".join(problems))
+                            "pynq-bnn's ABI: " + "; ".join(problems) + hint)
     return True
 
 
