@@ -81,13 +81,19 @@ def default_model_path() -> str:
     return DEFAULT_MODEL
 
 
+HOST_THREADS = max(1, min(2, os.cpu_count() or 1))
+"""Layer-1 threads: the two ARM cores of a Pynq-Z1/Z2 (more buys nothing for 32x32 images)."""
+
+
 def default_layer1(params: Params) -> Callable[[np.ndarray], np.ndarray]:
     """The host layer-1 function for ``params``: ``uint8[N, S, S, 3] -> uint64[N, S, S, C1/64]``.
 
-    The fused, preallocated :class:`~pynq_bnn.host.layer1.FirstLayer`, bit-identical to
-    the spec's :func:`pynq_bnn.spec.first_layer.conv1_packed` (tests/test_engine.py).
+    The fused :class:`~pynq_bnn.host.layer1.FirstLayer` (native where the engine is built),
+    bit-identical to the spec's :func:`pynq_bnn.spec.first_layer.conv1_packed`
+    (tests/test_layer1_native.py), on :data:`HOST_THREADS` threads: both of a Zynq-7000's
+    Cortex-A9 cores work on every batch, down to one image (its rows are split).
     """
-    return FirstLayer(params)
+    return FirstLayer(params, threads=HOST_THREADS)
 
 
 def _deprecated(old: str, new: str) -> None:
