@@ -208,3 +208,30 @@ def test_engine_neon_sums_at_the_extremes(target):
     params, packed, ref = extreme_sums_case()
     out, _ = qh.binary_scores(params, packed, "neon", 1, arch=arch, cflags=cflags)
     np.testing.assert_array_equal(out, ref)
+
+
+# ------------------------------------------------------------------------------ area resize
+
+def _numpy_fit(image, n):
+    """preprocess.fit_array's numpy code (the reference), whatever the host library does."""
+    from pynq_bnn.host import preprocess
+    saved = preprocess._native_fit
+    preprocess._native_fit = False
+    try:
+        return preprocess.fit_array(image, n)
+    finally:
+        preprocess._native_fit = saved
+
+
+@pytest.mark.parametrize("h,w,c,n,pad", [
+    (480, 640, 3, 32, 0), (481, 641, 3, 31, 5), (640, 480, 3, 32, 3), (17, 50, 3, 5, 1),
+    (33, 16, 1, 7, 0), (600, 601, 3, 2, 0), (97, 40, 4, 13, 2), (1, 9, 3, 1, 0),
+    (4200, 4200, 1, 32, 0)])
+def test_fit_area_neon_matches_numpy(h, w, c, n, pad):
+    """bnn_resize.c on the emulated A9 (NEON and portable paths; padded rows, 16-column blocks
+    with tails, runs over 257 rows, the 64-bit sums past s = 4064) against fit_array's numpy."""
+    image = np.random.default_rng(h * w + n).integers(0, 256, (h, w, c), dtype=np.uint8)
+    ref = _numpy_fit(image, n).reshape(n, n, c)
+    for isa in ("neon", "portable"):
+        out, _ = qh.fit_area(image, n, isa, pad=pad)
+        np.testing.assert_array_equal(out, ref, err_msg=isa)

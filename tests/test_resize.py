@@ -143,3 +143,117 @@ def test_bad_arguments():
         fit_array(np.zeros((2, 8, 8, 3), np.uint8), 4)
     with pytest.raises(ValueError, match="size"):
         fit_array(np.zeros((8, 8, 3), np.uint8), 0)
+
+
+# ------------------------------------------------------------------------------ native resize
+# pynq_bnn/backends/cpu/bnn_resize.c (engine.fit_area), which fit_array runs when the library
+# is built, against the numpy code (the reference, forced with preprocess._native_fit = False).
+
+from pynq_bnn.backends.cpu import engine as cpu_engine  # noqa: E402
+from pynq_bnn.host import preprocess  # noqa: E402
+
+native = pytest.mark.skipif(not cpu_engine.fit_area_available(),
+                            reason="native library (with bnn_resize.c) not built")
+NATIVE_ISAS = ["auto", "portable"]
+
+
+@pytest.fixture
+def numpy_fit(monkeypatch):
+    """fit_array with the native resize switched off: the numpy reference."""
+    def fit(a, n):
+        with monkeypatch.context() as m:
+            m.setattr(preprocess, "_native_fit", False)
+            return fit_array(a, n)
+    return fit
+
+
+def native_cases():
+    rng = np.random.default_rng(77)
+    cases = []
+    for _ in range(150):  # random sizes, both orientations, outputs up to 64
+        h, w = (int(v) for v in rng.integers(1, 260, 2))
+        cases.append((h, w, 3, int(rng.integers(1, min(h, w, 64) + 1))))
+    cases += [(1, 700, 3, 1), (700, 1, 3, 1), (5, 999, 3, 3), (999, 5, 3, 5), (2, 2, 3, 1)]
+    # crop widths around the 16-byte column blocks (m = s * c = 15, 16, 17, 47, 48, 49, ...)
+    for s, c in ((5, 3), (15, 1), (16, 1), (17, 1), (16, 3), (17, 3), (31, 3), (32, 3),
+                 (33, 3), (47, 1), (48, 1), (49, 1), (63, 4), (65, 5)):
+        for n in sorted({1, 2, 3, s // 2, s - 1}):
+            if 1 <= n < s:
+                cases.append((s + 3, s, c, n))
+    # runs of more than 257 rows (split in 16-bit pieces), odd sides, camera frames
+    cases += [(600, 601, 3, 2), (777, 1031, 3, 1), (480, 640, 3, 32), (480, 640, 3, 31),
+              (481, 641, 3, 32), (375, 500, 3, 32), (1080, 1920, 3, 32)]
+    return cases
+
+
+@native
+@pytest.mark.parametrize("isa", NATIVE_ISAS)
+def test_native_matches_numpy_over_many_sizes(isa, numpy_fit):
+    for i, (h, w, c, n) in enumerate(native_cases()):
+        a = rand((h, w, c), i)
+        got = cpu_engine.fit_area(a, n, isa=isa)
+        np.testing.assert_array_equal(got, numpy_fit(a, n), err_msg=f"{(h, w, c)} -> {n}")
+
+
+@native
+@pytest.mark.parametrize("h,w,n", [(4065, 4065, 7), (4100, 4100, 1), (4103, 4096, 1),
+                                   (4200, 4300, 32)])
+def test_native_sides_past_4064_take_the_wide_sums(h, w, n, numpy_fit):
+    """Past s ~ 4064 the column sums need 64 bits; near s = 4100 with n = 1 the 32-bit check
+    of the rounding (q * d) would pass 2^32."""
+    for isa in NATIVE_ISAS:
+        full = np.full((h, w, 3), 255, np.uint8)
+        assert (cpu_engine.fit_area(full, n, isa=isa) == 255).all()
+    a = rand((h, w, 3), h + n)
+    for isa in NATIVE_ISAS:
+        np.testing.assert_array_equal(cpu_engine.fit_area(a, n, isa=isa), numpy_fit(a, n))
+
+
+@native
+def test_native_non_contiguous_inputs_and_channel_orders(numpy_fit):
+    a = rand((250, 333, 3), 9)
+    views = {"bgr": a[:, :, ::-1], "rows reversed": a[::-1], "columns reversed": a[:, ::-1],
+             "strided": a[::2, ::3], "fortran": np.asfortranarray(a), "crop": a[7:200, 11:300],
+             "grey": a[:, :, 1], "rgba": np.dstack([a, a[:, :, :1]])}
+    for name, v in views.items():
+        for n in (32, 17):
+            np.testing.assert_array_equal(fit_array(v, n), numpy_fit(v, n), err_msg=name)
+            if v.ndim == 3:
+                np.testing.assert_array_equal(cpu_engine.fit_area(v, n), numpy_fit(v, n),
+                                              err_msg=name)
+
+
+@native
+def test_native_camera_frames_both_orders(numpy_fit, monkeypatch):
+    from pynq_bnn.camera import preprocess_frame
+    frame = rand((480, 640, 3), 10)
+    for order in ("RGB", "BGR"):
+        got = preprocess_frame(frame, 32, order=order)
+        with monkeypatch.context() as m:
+            m.setattr(preprocess, "_native_fit", False)
+            ref = preprocess_frame(frame, 32, order=order)
+        np.testing.assert_array_equal(got, ref, err_msg=order)
+
+
+@native
+def test_native_out_and_bad_arguments():
+    a = rand((48, 64, 3), 11)
+    out = np.zeros((32, 32, 3), np.uint8)
+    assert cpu_engine.fit_area(a, 32, out=out) is out
+    np.testing.assert_array_equal(out, cpu_engine.fit_area(a, 32))
+    with pytest.raises(ValueError, match="out"):
+        cpu_engine.fit_area(a, 32, out=np.zeros((32, 32, 3), np.uint16))
+    with pytest.raises(ValueError, match="size"):
+        cpu_engine.fit_area(a, 49)        # upscaling stays in numpy
+    with pytest.raises(ValueError, match="uint8"):
+        cpu_engine.fit_area(a.astype(np.float32), 8)
+    with pytest.raises(ValueError, match="isa"):
+        cpu_engine.fit_area(a, 8, isa="sse9")
+
+
+def test_without_the_native_library_fit_array_runs_numpy(monkeypatch):
+    """PYNQ_BNN_NATIVE=0: fit_area answers None and fit_array still gives the exact pixels."""
+    monkeypatch.setenv("PYNQ_BNN_NATIVE", "0")
+    a = rand((120, 150, 3), 12)
+    assert cpu_engine.fit_area(a, 32) is None
+    np.testing.assert_array_equal(fit_array(a, 32), oracle_dense(a, 32))

@@ -69,8 +69,11 @@ averaged down (or up) to ``size x size`` by an exact **area** (box) average: eve
 is the mean of the source area it covers, with pixels cut by an output edge counted by the
 fraction inside, rounded half up. It is computed in integers with numpy (no float, no Pillow or
 OpenCV resampling), so it gives the same pixels on every platform and with every library
-version. An image whose shorter side is already ``size`` is only cropped; a ``size x size``
-image passes through byte for byte. Camera frames (numpy arrays) go straight into it.
+version. The native engine's C version of the same integers (``bnn_resize.c``, bit-identical)
+runs when the library is built; the numpy code is the reference and the fallback
+(``PYNQ_BNN_NATIVE=0``). An image whose shorter side is already ``size`` is only cropped; a
+``size x size`` image passes through byte for byte. Camera frames (numpy arrays) go straight
+into it.
 
 JPEG files are decoded by libjpeg at a reduced DCT scale (Pillow's ``draft``): the largest of
 1/1, 1/2, 1/4, 1/8 that keeps both sides at least ``JPEG_DRAFT_FACTOR * size`` (2 x 32 = 64
@@ -264,6 +267,23 @@ def _area_up(q: np.ndarray, n: int) -> np.ndarray:
     return _round_div(u.astype(np.uint64), s * s)
 
 
+_native_fit = None
+
+
+def _native_area(q: np.ndarray, n: int) -> Optional[np.ndarray]:
+    """:func:`_area_down` in C (``pynq_bnn.backends.cpu.engine.fit_area``, bit-identical;
+    docs/CPU_ENGINE.md), or None without the native library or with ``PYNQ_BNN_NATIVE=0``:
+    then the numpy code above, the reference, runs."""
+    global _native_fit
+    if _native_fit is None:
+        try:
+            from ..backends.cpu.engine import fit_area
+        except ImportError:  # pragma: no cover - the package always ships the module
+            fit_area = False
+        _native_fit = fit_area
+    return _native_fit(q, n) if _native_fit else None
+
+
 def fit_array(a: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     """Centre square, then the exact integer area resize to ``size x size`` (docs/FORMAT.md 10).
 
@@ -303,7 +323,9 @@ def fit_array(a: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     if s == size:
         return np.ascontiguousarray(q)
     q3 = q if q.ndim == 3 else q[:, :, None]
-    out = _area_down(q3, size) if s > size else _area_up(q3, size)
+    out = _native_area(q3, size) if s > size else None
+    if out is None:
+        out = _area_down(q3, size) if s > size else _area_up(q3, size)
     return out if q.ndim == 3 else out[:, :, 0]
 
 

@@ -1,22 +1,26 @@
 /*
  * A C driver of the native engine for tests under emulation (qemu-arm / qemu-aarch64): it is
- * compiled together with pynq_bnn/backends/cpu/bnn_engine.c and bnn_layer1.c by a cross
- * compiler (tests/test_arm_neon.py), reads a job written by Python, runs layer 1 or the
- * binary layers with a forced ISA, and writes the raw result for Python to compare with the
- * numpy reference.  Around the measured call it issues the marker syscall of the
+ * compiled together with pynq_bnn/backends/cpu/bnn_engine.c, bnn_layer1.c and bnn_resize.c by
+ * a cross compiler (tests/test_arm_neon.py), reads a job written by Python, runs layer 1, the
+ * binary layers or the area resize with a forced ISA, and writes the raw result for Python to
+ * compare with the numpy reference.  Around the measured call it issues the marker syscall of the
  * instruction-count plugin (benchmarks/arm/insn_count.c: syscall(4093, id, 0 | 1)); without
  * the plugin the kernel answers ENOSYS and nothing happens.
  *
  *   harness JOB OUT
  *
- * JOB (little-endian): "BNNJ", int32 mode (1 layer 1, 2 binary layers), isa, threads, reps,
+ * JOB (little-endian): "BNNJ", int32 mode (1 layer 1, 2 binary layers, 3 resize), isa, threads,
+ *   reps,
  *   mode 1: int32 c1, size, n; int8 weights[c1*27]; int32 thresholds[c1]; int8 dirs[c1];
  *           uint8 images[n*size*size*3]                      -> OUT: uint64 [n][S][S][c1/64]
  *   mode 2: int32 nlayers; int32 desc[nlayers*6] (bnn_create); for each layer: uint64 weights
  *           (cout * words per output), then int32 thresholds[cout], int8 dirs[cout] unless
  *           last; int32 n; uint64 packed[n * S*S*C1/64]       -> OUT: int32 [n][n_classes]
+ *   mode 3: int32 h, w, c, n, stride (bytes per row >= w*c); uint8 image[h*stride]
+ *           (bnn_fit_area_u8_isa, bnn_resize.c)                -> OUT: uint8 [n][n][c]
  * The run is repeated `reps` times (markers 1..reps); the first is the result.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +37,8 @@ void *bnn_l1_create(int, int, const int8_t *, const int32_t *, const int8_t *);
 int bnn_l1_run(void *, const uint8_t *, int64_t, uint64_t *, int, int);
 void bnn_l1_destroy(void *);
 int bnn_l1_isa_supported(int);
+size_t bnn_fit_area_work_bytes(int, int, int, int);
+int bnn_fit_area_u8_isa(const uint8_t *, int, int, int, ptrdiff_t, int, uint8_t *, void *, int);
 
 static void mark(long id, long kind) { syscall(4093, id, kind); }
 
@@ -137,6 +143,23 @@ int main(int argc, char **argv) {
             }
         }
         bnn_destroy(h);
+    } else if (mode == 3) {
+        const int h = take_i32(), w = take_i32(), c = take_i32(), n = take_i32();
+        const int stride = take_i32();
+        const uint8_t *img = take((size_t)h * stride);
+        void *work = malloc(bnn_fit_area_work_bytes(h, w, c, n) + 8);
+        result_bytes = (size_t)n * n * c;
+        result = malloc(result_bytes);
+        for (int r = 0; r < reps; r++) {
+            mark(r + 1, 0);
+            const int rc = bnn_fit_area_u8_isa(img, h, w, c, stride, n, result, work, isa);
+            mark(r + 1, 1);
+            if (rc) {
+                fprintf(stderr, "harness: bnn_fit_area_u8_isa returned %d\n", rc);
+                return 5;
+            }
+        }
+        free(work);
     } else {
         fprintf(stderr, "harness: unknown mode %d\n", mode);
         return 2;

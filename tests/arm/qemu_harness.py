@@ -24,7 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ENGINE_DIR = os.path.join(REPO, "pynq_bnn", "backends", "cpu")
 SOURCES = [os.path.join(HERE, "harness.c"), os.path.join(ENGINE_DIR, "bnn_engine.c"),
-           os.path.join(ENGINE_DIR, "bnn_layer1.c")]
+           os.path.join(ENGINE_DIR, "bnn_layer1.c"),
+           os.path.join(ENGINE_DIR, "bnn_resize.c")]
 HEADERS = [os.path.join(ENGINE_DIR, "bnn_cpu.h")]
 PLUGIN_SRC = os.path.join(REPO, "benchmarks", "arm", "insn_count.c")
 
@@ -120,6 +121,17 @@ def engine_job(params, packed: np.ndarray, isa: str = "neon", threads: int = 1,
     return b"".join(parts)
 
 
+def fit_area_job(image: np.ndarray, n: int, isa: str = "neon", reps: int = 1,
+                 pad: int = 0) -> bytes:
+    """Mode 3: bnn_fit_area_u8_isa on ``image`` (uint8 H x W x C), rows ``pad`` bytes apart
+    more than ``W * C``."""
+    h, w, c = image.shape
+    rows = np.zeros((h, w * c + pad), np.uint8)
+    rows[:, :w * c] = np.ascontiguousarray(image, dtype=np.uint8).reshape(h, w * c)
+    return b"".join([_header(3, isa, 1, reps), struct.pack("<5i", h, w, c, n, w * c + pad),
+                     rows.tobytes()])
+
+
 def run(job: bytes, arch: str = "armhf", count: bool = False, timeout: float = 600,
         cflags=(), events: bool = False):
     """Run a job; returns (output bytes, instruction counts per rep or None), plus the raw
@@ -175,3 +187,9 @@ def binary_scores(params, packed, isa="neon", threads=1, arch="armhf", reps=1, c
     """int32 scores of the binary layers computed under emulation."""
     out, counts = run(engine_job(params, packed, isa, threads, reps), arch, count, cflags=cflags)
     return np.frombuffer(out, dtype="<i4").reshape(packed.shape[0], -1), counts
+
+
+def fit_area(image, n, isa="neon", arch="armhf", reps=1, count=False, pad=0):
+    """(uint8 [n, n, C] from bnn_fit_area_u8_isa under emulation, instruction counts)."""
+    out, counts = run(fit_area_job(image, n, isa, reps, pad), arch, count)
+    return np.frombuffer(out, np.uint8).reshape(n, n, image.shape[2]), counts

@@ -1,4 +1,4 @@
-"""Build of the native CPU engine (pynq_bnn/backends/cpu/bnn_engine.c + bnn_layer1.c).
+"""Build of the native CPU engine (bnn_engine.c, bnn_layer1.c, bnn_resize.c in this folder).
 
 setup.py loads this file by path (it must not import the ``pynq_bnn`` package, whose
 dependencies may be missing at build time) and passes :func:`ext_modules` and
@@ -28,7 +28,7 @@ from setuptools.command.build_ext import build_ext
 
 EXT_NAME = "pynq_bnn.backends.cpu._bnn_engine"
 _DIR = "pynq_bnn/backends/cpu"
-SOURCES = [f"{_DIR}/bnn_engine.c", f"{_DIR}/bnn_layer1.c"]
+SOURCES = [f"{_DIR}/bnn_engine.c", f"{_DIR}/bnn_layer1.c", f"{_DIR}/bnn_resize.c"]
 HEADERS = [f"{_DIR}/bnn_cpu.h"]
 SOURCE = SOURCES[0]  # kept for callers that name "the" engine source
 

@@ -6,7 +6,9 @@
 (``bnn_engine.c`` + ``bnn_layer1.c``, built by ``pip install .`` and loaded with ctypes) whose
 vector path is chosen at run time: ``avx512``, ``avx2``, ``neon``, ``popcnt`` or ``portable``.
 Without the library the engine runs the numpy reference and logs a warning once;
-:func:`status` says which (for ``pynq-bnn info``).
+:func:`status` says which (for ``pynq-bnn info``). :func:`fit_area` is the exact integer area
+resize of docs/FORMAT.md section 10 in C (``bnn_resize.c``), which
+:func:`pynq_bnn.host.preprocess.fit_array` uses when the library is there.
 
 Environment:
 
@@ -37,7 +39,8 @@ from ...spec.first_layer import conv1_packed
 from ...spec.network import WORD_BITS
 
 __all__ = ["Engine", "Layer1", "native_available", "status", "supported_isas",
-           "layer1_isas", "best_isa", "check_images", "check_layer1_out"]
+           "layer1_isas", "best_isa", "check_images", "check_layer1_out", "fit_area",
+           "fit_area_available"]
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +228,85 @@ class _RunGuard:
             while self._active:
                 self._cond.wait()
         return first
+
+
+# ------------------------------------------------------------------------------ resize
+
+_resize_declared = None
+
+
+def _resize_lib():
+    """The library if it has the resize (bnn_resize.c), else None. Declared on first use, so
+    that a library built before the resize existed still loads for the layers."""
+    global _resize_declared
+    lib = _load()
+    if lib is None:
+        return None
+    if _resize_declared is None:
+        try:
+            f = lib.bnn_fit_area_u8_isa
+            f.restype = ctypes.c_int
+            f.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                          ctypes.c_int]
+            _resize_declared = True
+        except AttributeError:
+            _resize_declared = False
+    return lib if _resize_declared else None
+
+
+def fit_area_available() -> bool:
+    """True if :func:`fit_area` runs in native code here (library built, not disabled)."""
+    return _resize_lib() is not None
+
+
+def fit_area(src, size: int, out: Optional[np.ndarray] = None,
+             isa: Optional[str] = None) -> Optional[np.ndarray]:
+    """Centre square + exact integer area average to ``size x size`` in C (docs/FORMAT.md
+    section 10), bit-identical to :func:`pynq_bnn.host.preprocess.fit_array`.
+
+    ``src``: uint8 ``H x W x C`` with ``min(H, W) >= size`` (downscaling or a plain crop;
+    any row stride, a negative one included; a non-contiguous pixel or channel layout is
+    copied first). ``out``: an optional C-contiguous writeable uint8 ``[size, size, C]``.
+    ``isa``: ``None``/``"auto"``, ``"neon"`` or ``"portable"`` (tests).
+
+    Returns the ``[size, size, C]`` result, or **None when the native library is missing or
+    disabled** (``PYNQ_BNN_NATIVE=0``): the caller then runs the numpy reference. Raises
+    ValueError for arguments the C function refuses (wrong dtype or shape, ``min(H, W) <
+    size``), BackendUnavailable for an ``isa`` this CPU lacks.
+    """
+    lib = _resize_lib()
+    if lib is None:
+        return None
+    a = np.asarray(src)
+    if a.dtype != np.uint8 or a.ndim != 3 or 0 in a.shape:
+        raise ValueError(f"fit_area: expected a uint8 H x W x C image, got {a.dtype} "
+                         f"{a.shape}")
+    size = int(size)
+    h, w, c = a.shape
+    if size < 1 or min(h, w) < size:
+        raise ValueError(f"fit_area: size {size} must be in [1, min(H, W) = {min(h, w)}]")
+    if a.strides[2] != 1 or a.strides[1] != c:
+        a = np.ascontiguousarray(a)
+    if out is None:
+        out = np.empty((size, size, c), np.uint8)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.uint8
+          or out.shape != (size, size, c) or not out.flags.c_contiguous
+          or not out.flags.writeable):
+        raise ValueError(f"fit_area: out must be a writeable C-contiguous uint8 array "
+                         f"{(size, size, c)}")
+    code = -1 if isa in (None, "auto") else {"portable": 0, "neon": 4}.get(isa)
+    if code is None:
+        raise ValueError(f"fit_area: unknown isa {isa!r} (auto, neon, portable)")
+    rc = lib.bnn_fit_area_u8_isa(a.ctypes.data, h, w, c, a.strides[0], size, out.ctypes.data,
+                                 None, code)
+    if rc == -3:
+        raise BackendUnavailable(f"fit_area: this CPU cannot run the {isa!r} path")
+    if rc == -2:
+        raise MemoryError("fit_area: out of memory")
+    if rc != 0:
+        raise ValueError(f"fit_area: the native resize refused {a.shape} -> {size} ({rc})")
+    return out
 
 
 # ------------------------------------------------------------------------------ layer 1
