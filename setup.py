@@ -3,8 +3,10 @@
 The metadata, dependencies and entry points are in pyproject.toml (PEP 517 build). This file adds
 the package list, since the top-level notebooks/ folder IS the package ``pynq_bnn.notebooks``
 (one copy of the notebooks in the source tree, inside the wheel for
-``pynq get-notebooks pynq-bnn``), and the optional native CPU engine
-(pynq_bnn/backends/cpu/build.py: a ctypes library; a failed compile is a warning).
+``pynq get-notebooks pynq-bnn``), and the native CPU engine (pynq_bnn/backends/cpu/build.py:
+a ctypes library; a failed compile fails the install unless PYNQ_BNN_ALLOW_NO_NATIVE=1, and
+PYNQ_BNN_NO_NATIVE=1 skips it), and the license field, whose form depends on the setuptools
+version (license_metadata).
 
 Nothing here imports pynq or reads a BOARD variable: the same wheel installs on an x86 PC
 and on a PYNQ board image (which brings its own pynq).
