@@ -272,3 +272,11 @@ def test_a_version_1_register_map_is_named_as_such():
         check_register_map(moved)
     assert "version 1" not in str(e.value)          # not just the missing v2 registers
     assert check_register_map({n: {"address_offset": o} for n, o in abi.HWH_REGISTER_NAMES.items()})
+
+
+@pytest.mark.parametrize("bad", [8.9, "8", True, None, 32.5])
+def test_network_refuses_values_int_would_truncate(bad):
+    from pynq_bnn.errors import NetworkError
+    with pytest.raises(NetworkError, match="image_size"):
+        Network(image_size=bad)
+    assert Network(image_size=np.int64(32)).image_size == 32 == Network(image_size=32.0).image_size

@@ -8,6 +8,7 @@ narrower variant whose channel counts and dense widths are multiples of 64. Ever
 from __future__ import annotations
 
 import functools
+import numbers
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -27,6 +28,15 @@ MAX_MAP_VALUES = 1 << 19      # values of one image's largest conv output, H*W*C
                               # what a backend allocates per image scales with it
 MAX_WEIGHT_BITS = 1 << 27     # binary weights of all layers, 16 MiB packed (full: 14.0 M bits)
 MAX_OPS_PER_IMAGE = 1 << 33   # multiply-accumulates per image (full: 0.62 G)
+
+
+def _whole(value, name: str) -> int:
+    """``value`` as an int, refusing what int() would silently truncate (8.9 -> 8) or parse."""
+    whole = isinstance(value, numbers.Integral) or (
+        isinstance(value, numbers.Real) and float(value).is_integer())
+    if isinstance(value, bool) or not whole:
+        raise NetworkError(f"{name}: expected a whole number, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -91,11 +101,12 @@ class Network:
     image_size: int = 32
 
     def __post_init__(self):
-        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        object.__setattr__(self, "conv_channels",
+                           tuple(_whole(c, "conv_channels") for c in self.conv_channels))
         object.__setattr__(self, "pool_after", tuple(bool(p) for p in self.pool_after))
-        object.__setattr__(self, "fc_units", tuple(int(u) for u in self.fc_units))
-        object.__setattr__(self, "n_classes", int(self.n_classes))
-        object.__setattr__(self, "image_size", int(self.image_size))
+        object.__setattr__(self, "fc_units", tuple(_whole(u, "fc_units") for u in self.fc_units))
+        object.__setattr__(self, "n_classes", _whole(self.n_classes, "n_classes"))
+        object.__setattr__(self, "image_size", _whole(self.image_size, "image_size"))
         self._validate()
 
     @classmethod
