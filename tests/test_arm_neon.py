@@ -215,12 +215,12 @@ def test_engine_neon_sums_at_the_extremes(target):
 def _numpy_fit(image, n):
     """preprocess.fit_array's numpy code (the reference), whatever the host library does."""
     from pynq_bnn.host import preprocess
-    saved = preprocess._native_fit
-    preprocess._native_fit = False
+    saved = preprocess._use_native
+    preprocess._use_native = False
     try:
         return preprocess.fit_array(image, n)
     finally:
-        preprocess._native_fit = saved
+        preprocess._use_native = saved
 
 
 @pytest.mark.parametrize("h,w,c,n,pad", [

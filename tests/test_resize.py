@@ -147,7 +147,7 @@ def test_bad_arguments():
 
 # ------------------------------------------------------------------------------ native resize
 # pynq_bnn/backends/cpu/bnn_resize.c (engine.fit_area), which fit_array runs when the library
-# is built, against the numpy code (the reference, forced with preprocess._native_fit = False).
+# is built, against the numpy code (the reference, forced with preprocess._use_native = False).
 
 from pynq_bnn.backends.cpu import engine as cpu_engine  # noqa: E402
 from pynq_bnn.host import preprocess  # noqa: E402
@@ -162,7 +162,7 @@ def numpy_fit(monkeypatch):
     """fit_array with the native resize switched off: the numpy reference."""
     def fit(a, n):
         with monkeypatch.context() as m:
-            m.setattr(preprocess, "_native_fit", False)
+            m.setattr(preprocess, "_use_native", False)
             return fit_array(a, n)
     return fit
 
@@ -230,7 +230,7 @@ def test_native_camera_frames_both_orders(numpy_fit, monkeypatch):
     for order in ("RGB", "BGR"):
         got = preprocess_frame(frame, 32, order=order)
         with monkeypatch.context() as m:
-            m.setattr(preprocess, "_native_fit", False)
+            m.setattr(preprocess, "_use_native", False)
             ref = preprocess_frame(frame, 32, order=order)
         np.testing.assert_array_equal(got, ref, err_msg=order)
 

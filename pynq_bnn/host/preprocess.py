@@ -267,21 +267,18 @@ def _area_up(q: np.ndarray, n: int) -> np.ndarray:
     return _round_div(u.astype(np.uint64), s * s)
 
 
-_native_fit = None
+#: False forces the numpy resize, the reference (the tests compare the two paths).
+_use_native = True
 
 
 def _native_area(q: np.ndarray, n: int) -> Optional[np.ndarray]:
     """:func:`_area_down` in C (``pynq_bnn.backends.cpu.engine.fit_area``, bit-identical;
     docs/CPU_ENGINE.md), or None without the native library or with ``PYNQ_BNN_NATIVE=0``:
     then the numpy code above, the reference, runs."""
-    global _native_fit
-    if _native_fit is None:
-        try:
-            from ..backends.cpu.engine import fit_area
-        except ImportError:  # pragma: no cover - the package always ships the module
-            fit_area = False
-        _native_fit = fit_area
-    return _native_fit(q, n) if _native_fit else None
+    if not _use_native:
+        return None
+    from ..backends.cpu.engine import fit_area  # lazy: the ctypes loader, on first use only
+    return fit_area(q, n)
 
 
 def fit_array(a: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
