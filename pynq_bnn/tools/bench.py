@@ -254,12 +254,8 @@ def _default_params(model):
 def _cpu_scores(params, packed: np.ndarray) -> np.ndarray:
     try:
         from ..backends.cpu.engine import Engine
-        eng = Engine(params)
-        try:
+        with Engine(params) as eng:
             return eng.binary_scores(packed)
-        finally:
-            if hasattr(eng, "close"):
-                eng.close()
     except Exception as e:  # the reference is always there
         logger.info("bench: engine unavailable (%s); scores from the numpy reference", e)
         from ..spec import reference

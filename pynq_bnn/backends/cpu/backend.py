@@ -126,7 +126,7 @@ class CpuBackend(Backend):
 
     def _close_engine(self) -> None:
         engine, self._engine = self._engine, None
-        if engine is not None and hasattr(engine, "close"):
+        if engine is not None:
             engine.close()
 
     def close(self) -> None:
