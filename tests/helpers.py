@@ -3,6 +3,9 @@ sys.path, as for textbook.py).
 """
 import dataclasses
 import os
+import signal
+import threading
+from contextlib import contextmanager
 
 from pynq_bnn.spec.network import Network
 
@@ -20,3 +23,26 @@ SMALL_32 = dataclasses.replace(SMALL, image_size=32)
 #: need it skip without it (conftest.py's ``cifar10_test`` fixture).
 CIFAR_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                          "cifar10")
+
+
+#: Seconds one input may take before no_hang calls it a hang (generous: CI shares its cores).
+HANG_S = 20
+
+
+@contextmanager
+def no_hang(seconds: int = HANG_S):
+    """Fail (instead of hanging CI) if the body runs longer than ``seconds`` (SIGALRM; only in
+    the main thread, elsewhere the body just runs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise AssertionError(f"no answer within {seconds} s (a hang)")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -23,10 +23,7 @@ import io
 import json
 import os
 import re
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -34,6 +31,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from helpers import no_hang
 from pynq_bnn import ParamsError, load_params, save_params
 from pynq_bnn.errors import ImageError
 from pynq_bnn.host.classifier import Classifier
@@ -47,7 +45,6 @@ EXAMPLES = int(os.environ.get("PYNQ_BNN_FUZZ_EXAMPLES", "150"))
 SEED = os.environ.get("PYNQ_BNN_FUZZ_SEED")
 SAVE = os.environ.get("PYNQ_BNN_FUZZ_SAVE")
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fuzz_corpus")
-HANG_S = 20          # one input taking longer is a hang (generous: CI shares its cores)
 SIZE = 8             # the network's input side
 
 NET = Network(conv_channels=(64, 64), pool_after=(False, True), fc_units=(64,), n_classes=3,
@@ -64,23 +61,6 @@ def fuzz(factor=1.0):
                         suppress_health_check=list(HealthCheck))(test)
         return seed(int(SEED))(test) if SEED is not None else test
     return wrap
-
-
-@contextmanager
-def no_hang(seconds=HANG_S):
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def alarm(signum, frame):
-        raise AssertionError(f"no answer within {seconds} s (a hang)")
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _keep_failure(target: str, data: bytes):

@@ -10,19 +10,17 @@ import io
 import json
 import os
 import re
-import signal
 import tempfile
-import threading
 import time
 import tracemalloc
 import zipfile
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import no_hang
 from pynq_bnn import ParamsError, load_params, save_params
 from pynq_bnn.host.classifier import Classifier
 from pynq_bnn.spec import reference
@@ -37,30 +35,11 @@ OTHER = Network(conv_channels=(64, 128), pool_after=(False, True), fc_units=(), 
 #: Examples per fuzz test in CI (raise it locally: PYNQ_BNN_FUZZ_EXAMPLES=5000).
 EXAMPLES = int(os.environ.get("PYNQ_BNN_FUZZ_EXAMPLES", "200"))
 #: Seconds one load may take before it counts as a hang (generous: CI shares its cores).
-HANG_S = 20
 
 
 def fuzz(examples):
     return settings(max_examples=examples, deadline=5000, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-@contextmanager
-def no_hang(seconds=HANG_S):
-    """Fail (instead of hanging CI) if the body runs longer than ``seconds``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def alarm(signum, frame):
-        raise AssertionError(f"load_params did not return within {seconds} s (a hang)")
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _arrays_of(data: bytes):
