@@ -29,7 +29,7 @@ import numpy as np
 from ..backends.cpu import engine as _engine
 from ..errors import BackendUnavailable
 
-__all__ = ["FirstLayer", "blas_thread_control", "check_out", "writing_into"]
+__all__ = ["FirstLayer", "blas_thread_control", "writing_into"]
 
 _BLAS_SYMBOLS = (  # (set, get): numpy 2.x wheels, numpy 1.x wheels, plain OpenBLAS
     ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
@@ -76,15 +76,6 @@ def blas_thread_control():
         return _blas or None
 
 
-def check_out(out: np.ndarray | None, shape: tuple) -> np.ndarray | None:
-    """``out`` if packed layer-1 output of ``shape`` can be written into it in place (a
-    writeable, aligned, C-contiguous native uint64 array); None for None;
-    :class:`~pynq_bnn.errors.ImageError` (a ValueError) naming the problem otherwise."""
-    if out is None:
-        return None
-    return _engine.check_layer1_out(out, shape)
-
-
 def writing_into(fn):
     """A layer 1 with ``out=`` from a plain ``fn(images) -> packed`` (e.g. the spec's
     ``conv1_packed``): the result is copied into ``out``. For reference paths and tests; the
@@ -93,7 +84,7 @@ def writing_into(fn):
         packed = fn(images)
         if out is None:
             return packed
-        check_out(out, tuple(np.shape(packed)))[...] = packed
+        _engine.check_layer1_out(out, tuple(np.shape(packed)))[...] = packed
         return out
     return layer1
 
